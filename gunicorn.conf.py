@@ -1,0 +1,14 @@
+"""gunicorn settings for Cloud Run and local runs: gunicorn --config gunicorn.conf.py main:app."""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+# Every open streaming response holds a thread; size threads to Cloud Run's concurrency.
+threads = int(os.environ.get("GUNICORN_THREADS", "80"))
+worker_class = "gthread"
+# Cloud Run owns the request timeout; gunicorn must not kill long streams.
+timeout = 0
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "25"))
+keepalive = 5
+accesslog = None

