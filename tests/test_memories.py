@@ -250,3 +250,23 @@ def test_search_of_one_user_uses_the_user_index_not_a_scan(store, pool):
             )
         )
     assert "Seq Scan" not in plan, plan
+
+
+def test_a_wrong_dimension_vector_rejects_the_whole_batch(store, embedder):
+    user = unique_user()
+    good = NewMemory("fine", embedding=[0.1] * embedder.dim)
+    bad = NewMemory("too short", embedding=[0.1] * (embedder.dim - 1))
+    with pytest.raises(InvalidInput):
+        store.add_many(user, [good, bad])
+    assert store.count(user) == 0
+    with pytest.raises(InvalidInput):
+        store.search(user, "anything", query_vector=[0.0] * 3)
+
+
+def test_an_unknown_user_has_nothing_and_can_change_nothing(store):
+    ghost = unique_user("ghost")
+    assert store.list(ghost).items == []
+    assert store.search(ghost, "anything at all") == []
+    assert store.count(ghost) == 0
+    with pytest.raises(NotFound):
+        store.delete(ghost, "00000000-0000-0000-0000-000000000000")
