@@ -10,11 +10,13 @@ other users' data, and rows not embedded yet are still found by their words.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import logging
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -22,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from services import lexical
-from services.db import Pool, Tx
+from services.db import Pool, Tx, text_array
 from services.embeddings import Embedder, to_pgvector
 from services.errors import Conflict, InvalidInput, NotFound
 
@@ -127,15 +129,50 @@ _EVENT_COLUMNS = (
 )
 
 
+ChangeListener = Callable[[list[str]], None]
+_log = logging.getLogger(__name__)
+
+
+def _announces(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Tell the store's ``on_change`` which memories a write added or changed, after commit."""
+
+    @functools.wraps(method)
+    def wrapper(self: MemoryStore, *args: Any, **kwargs: Any) -> Any:
+        result = method(self, *args, **kwargs)
+        if self.on_change is not None:
+            if isinstance(result, Written):
+                ids = [result.memory.id] if result.op in ("ADD", "UPDATE") else []
+            else:
+                ids = list(result)
+            if ids:
+                try:
+                    self.on_change(ids)
+                except Exception:
+                    _log.exception("on_change listener failed for %d memories", len(ids))
+        return result
+
+    return wrapper
+
+
 class MemoryStore:
-    def __init__(self, pool: Pool, embedder: Embedder, limits: StoreLimits | None = None):
+    def __init__(
+        self,
+        pool: Pool,
+        embedder: Embedder,
+        limits: StoreLimits | None = None,
+        on_change: ChangeListener | None = None,
+    ):
         self.pool = pool
         self.embedder = embedder
         self.limits = limits or StoreLimits()
         self._access = AccessRecorder()
+        # Called after the commit with the ids whose text was written (Pub/Sub publisher,
+        # the in-process embedding worker's wake-up); its failures are logged, not raised.
+        self.on_change = on_change
 
     # ---- writes -------------------------------------------------------------------------
 
+    @_announces
     def upsert(
         self,
         user_id: str,
@@ -227,6 +264,7 @@ class MemoryStore:
                 request_id=request_id,
             )
 
+    @_announces
     def add_many(
         self,
         user_id: str,
@@ -289,7 +327,15 @@ class MemoryStore:
                 ON CONFLICT (user_id, namespace, key) DO NOTHING
                 RETURNING id::text, key, content, context, version
                 """,
-                [user_id, namespace, self.embedder.model, *[list(c) for c in columns]],
+                [
+                    user_id,
+                    namespace,
+                    self.embedder.model,
+                    *[
+                        list(column) if index in (5, 8, 9) else text_array(column)
+                        for index, column in enumerate(columns)
+                    ],
+                ],
             )
             if len(inserted) != len(rows):
                 raise Conflict("some keys already exist; nothing was written", "items")
@@ -301,7 +347,16 @@ class MemoryStore:
                 FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::int[])
                     AS r(id, key, content, context, version)
                 """,
-                [user_id, namespace, actor, request_id, *[list(c) for c in zip(*inserted)]],
+                [
+                    user_id,
+                    namespace,
+                    actor,
+                    request_id,
+                    *[
+                        list(column) if index == 4 else text_array(column)
+                        for index, column in enumerate(zip(*inserted))
+                    ],
+                ],
             )
         return [row[0] for row in inserted]
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from services.db import Pool
+from services.db import Pool, text_array
 from services.embeddings import Embedder, to_pgvector
 from services.memories import merge_duplicates
 
@@ -59,7 +59,7 @@ def embed_pending(
             FROM unnest(%s::uuid[], %s::text[]) AS v(id, embedding)
             WHERE m.id = v.id
             """,
-            [embedder.model, ids, [to_pgvector(vector) for vector in vectors]],
+            [embedder.model, text_array(ids), text_array([to_pgvector(v) for v in vectors])],
         )
         merged = merge_duplicates(tx, ids, duplicate_threshold)
     return OutboxRun(len(ids), merged)

