@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv run migrate test lint fmt bench clean
 
+include mk/iac.mk
+
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -22,9 +24,10 @@ run: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/python -m services.migrate
 
-test: $(STAMP)
+test: $(STAMP) iac-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) iac-check
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -39,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.store_bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(IAC_VENV) .pytest_cache .ruff_cache

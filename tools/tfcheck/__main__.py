@@ -1,0 +1,5 @@
+import sys
+
+from tools.tfcheck.check import main
+
+sys.exit(main(sys.argv[1:]))
