@@ -52,6 +52,57 @@ class Settings:
     max_content_chars: int = 4000
     hnsw_index: bool = False
     hnsw_min_rows: int = 5000
+    # Background functions (embed_memories, apply_retention): see docs/FUNCTIONS.md.
+    pubsub_topic: str = ""
+    function_auth: str = "oidc"
+    trigger_service_accounts: str = ""
+    trigger_audience: str = ""
+    embed_time_budget_seconds: float = 50.0
+    # Retention defaults (per-user overrides live in retention_policies; 0 = never/unlimited)
+    retention_max_age_days: int = 0
+    retention_max_count: int = 10000
+    retention_importance_floor: float = 0.8
+    retention_archive_after_days: int = 180
+    retention_thread_idle_days: int = 90
+    retention_batch_users: int = 200
+    retention_time_budget_seconds: float = 240.0
+    retention_pause_ratio: float = 1.0
+    archive_bucket: str = ""
+    archive_dir: str = ""
+    # Language models (see docs/AGENT.md). A provider is used when its key (or, for
+    # OpenAI-compatible servers, its base URL) is set; with none, the offline provider answers.
+    llm_providers: str = "anthropic,openai"
+    anthropic_api_key: str = ""
+    anthropic_base_url: str = ""
+    anthropic_models: str = "claude-sonnet-4-5-20250929,claude-sonnet-5-5"
+    anthropic_cheap_model: str = "claude-haiku-4-5"
+    anthropic_prompt_caching: bool = True
+    openai_chat_models: str = "gpt-4.1-mini,gpt-5.4-mini"
+    openai_chat_base_url: str = ""
+    openai_cheap_model: str = "gpt-4o-mini"
+    llm_cheap_routing: bool = False
+    llm_timeout_seconds: float = 60.0
+    llm_connect_timeout_seconds: float = 5.0
+    llm_max_retries: int = 2
+    llm_retry_base_seconds: float = 0.5
+    llm_breaker_failures: int = 5
+    llm_breaker_open_seconds: float = 30.0
+    llm_max_tokens: int = 1024
+    # The agent turn
+    agent_top_k: int = 8
+    agent_memory_token_budget: int = 1500
+    agent_max_steps: int = 5
+    agent_history_messages: int = 20
+    # The HTTP API (see README "HTTP API")
+    log_format: str = "text"
+    google_cloud_project: str = ""
+    max_body_bytes: int = 1_048_576
+    rate_limit_per_minute: int = 120
+    rate_limit_burst: int = 30
+    firebase_project_id: str = ""
+    firebase_certs_url: str = (
+        "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
+    )
 
     @property
     def resolved_embedding_provider(self) -> str:
@@ -80,6 +131,11 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("LOG_FORMAT must be text or json")
+        for name in ("max_body_bytes", "rate_limit_per_minute", "rate_limit_burst"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.upper()} must be positive")
         if self.embedding_provider not in ("auto", "local", "openai"):
             raise ConfigError("EMBEDDING_PROVIDER must be one of auto, local, openai")
         if self.resolved_embedding_provider == "openai" and not self.openai_api_key:
@@ -91,6 +147,50 @@ class Settings:
         for name in ("db_pool_size", "embed_batch_size", "max_content_chars", "port"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.upper()} must be positive")
+        if self.function_auth not in ("oidc", "iam", "none"):
+            raise ConfigError("FUNCTION_AUTH must be one of oidc, iam, none")
+        if not 0 <= self.retention_importance_floor <= 1.01:
+            raise ConfigError("RETENTION_IMPORTANCE_FLOOR must be in [0, 1.01] (1.01: none)")
+        for name in (
+            "retention_max_age_days",
+            "retention_max_count",
+            "retention_archive_after_days",
+            "retention_thread_idle_days",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.upper()} must be 0 (never) or positive")
+        if self.retention_pause_ratio < 0:
+            raise ConfigError("RETENTION_PAUSE_RATIO must be >= 0")
+        for name in (
+            "retention_batch_users",
+            "retention_time_budget_seconds",
+            "embed_time_budget_seconds",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.upper()} must be positive")
+        for name in (
+            "llm_timeout_seconds",
+            "llm_connect_timeout_seconds",
+            "llm_breaker_failures",
+            "llm_max_tokens",
+            "agent_top_k",
+            "agent_max_steps",
+            "agent_history_messages",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.upper()} must be positive")
+        if self.llm_max_retries < 0 or self.agent_memory_token_budget < 0:
+            raise ConfigError("LLM_MAX_RETRIES and AGENT_MEMORY_TOKEN_BUDGET must be >= 0")
+        if self.agent_top_k > 50 or self.agent_history_messages > 200:
+            raise ConfigError("AGENT_TOP_K must be <= 50 and AGENT_HISTORY_MESSAGES <= 200")
+        unknown = set(csv(self.llm_providers)) - {"anthropic", "openai"}
+        if unknown:
+            raise ConfigError(f"LLM_PROVIDERS: unknown provider(s) {sorted(unknown)}")
+
+
+def csv(value: str) -> list[str]:
+    """A comma-separated setting as a list, blanks dropped (model lists, provider order)."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def env_names() -> list[str]:

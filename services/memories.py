@@ -891,6 +891,11 @@ def check_importance(value: Any) -> None:
 def check_time(value: Any, name: str) -> datetime | None:
     if value is None:
         return None
+    if isinstance(value, str):  # ISO 8601 from JSON; a zone-less time is taken as UTC
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(f"{name} must be an ISO 8601 timestamp", name) from None
     if not isinstance(value, datetime):
         raise InvalidInput(f"{name} must be a timestamp", name)
     return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from services.agent import Agent, AgentConfig
+from services.archive import Archive, make_archive
 from services.config import Settings
 from services.db import Pool, open_pool
 from services.embeddings import (
@@ -19,10 +21,13 @@ from services.embeddings import (
     embedding_spec,
     make_embedder,
 )
+from services.llm.factory import build_router
 from services.memories import MemoryStore, StoreLimits
 from services.migrate import migrate
 from services.outbox import BackgroundWorker, drain
+from services.publisher import Publisher, make_publisher
 from services.threads import ThreadStore
+from services.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,17 @@ class Runtime:
     threads: ThreadStore
     redis: Any | None
     worker: BackgroundWorker | None = None
+    agent: Agent | None = None
+    usage: UsageRecorder | None = None
+    archive: Archive | None = None
+    publisher: Publisher | None = None
+
+    def announce(self, memory_ids: list[str]) -> None:
+        """After a committed write: publish the ids for embed_memories, wake the local worker."""
+        if self.publisher is not None:
+            self.publisher.publish(memory_ids)
+        if self.worker is not None:
+            self.worker.wake()
 
     def embed_outbox(self) -> int:
         """One pass of the outbox (and the batched access stats); returns rows embedded."""
@@ -81,6 +97,17 @@ def build_runtime(settings: Settings, *, start_worker: bool | None = None) -> Ru
         ),
         threads=ThreadStore(pool, redis_client, ttl_seconds=settings.thread_cache_ttl_seconds),
         redis=redis_client,
+    )
+    runtime.archive = make_archive(settings)
+    runtime.publisher = make_publisher(settings)
+    runtime.memories.on_change = runtime.announce
+    runtime.usage = UsageRecorder(pool)
+    runtime.agent = Agent(
+        runtime.memories,
+        runtime.threads,
+        build_router(settings),
+        runtime.usage,
+        config=AgentConfig.from_settings(settings),
     )
     if settings.embed_in_process if start_worker is None else start_worker:
         runtime.worker = BackgroundWorker(
