@@ -1,24 +1,112 @@
-"""The Flask application factory (Cloud Run entry point is ``main.app``)."""
+"""The Flask application factory (Cloud Run entry point is ``main.app``).
+
+Every request but the public ones (health, readiness, the OpenAPI document and the chat
+page) is authenticated and rate-limited before its handler runs; every error leaves as
+JSON ``{"error": {"code", "message", "field"?}}``; every response is counted and logged.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 
-from flask import Flask, jsonify
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
 
+from services.api import chat, me, memories, threads
+from services.api.openapi import document
+from services.auth import ACT_AS_HEADER, ApiKeyStore, Authenticator, make_id_token_verifier
 from services.config import Settings
-from services.errors import AppError
+from services.errors import AppError, Forbidden, RateLimited
+from services.ratelimit import Limiter, make_limiter
 from services.runtime import Runtime, build_runtime
+from services.telemetry import Metrics, configure_logging, user_hash
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("memory_agent.http")
+
+PUBLIC_ENDPOINTS = {"healthz", "readyz", "openapi", "index", "static"}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    runtime: Runtime | None = None,
+    *,
+    authenticator: Authenticator | None = None,
+    limiter: Limiter | None = None,
+) -> Flask:
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level)
+    configure_logging(settings)
     runtime = runtime or build_runtime(settings)
-    app = Flask(__name__)
-    app.extensions["runtime"] = runtime
+    authenticator = authenticator or Authenticator(
+        ApiKeyStore(runtime.pool),
+        make_id_token_verifier(settings.firebase_project_id, settings.firebase_certs_url),
+    )
+    limiter = limiter or make_limiter(runtime.redis)
+    metrics = Metrics()
+
+    app = Flask(__name__, static_folder="web", static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions.update(runtime=runtime, metrics=metrics, authenticator=authenticator)
+    for blueprint in (chat.bp, memories.bp, threads.bp, me.bp):
+        app.register_blueprint(blueprint)
+
+    @app.before_request
+    def authenticate_and_limit() -> None:
+        g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+        request.environ["REQUEST_ID"] = g.request_id
+        if request.endpoint in PUBLIC_ENDPOINTS:
+            return
+        principal = authenticator.authenticate(
+            request.headers.get("Authorization"), request.headers.get(ACT_AS_HEADER)
+        )
+        g.principal = principal
+        per_minute = principal.rate_limit_per_minute or settings.rate_limit_per_minute
+        # A key's own (lower) limit also caps its burst, or the burst would exceed it.
+        decision = limiter.take(
+            principal.subject, per_minute, min(settings.rate_limit_burst, per_minute)
+        )
+        if not decision.allowed:
+            raise RateLimited(
+                f"rate limit exceeded; retry in {decision.retry_after:.1f}s", decision.retry_after
+            )
+
+    @app.after_request
+    def count_and_log(response: Response) -> Response:
+        started = g.get("started")
+        seconds = time.perf_counter() - started if started else 0.0
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.observe_request(route, request.method, response.status_code, seconds)
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        principal = g.get("principal")
+        log.info(
+            "%s %s %s",
+            request.method,
+            route,
+            response.status_code,
+            extra={
+                "json_fields": {
+                    "request_id": g.get("request_id"),
+                    "user": user_hash(principal.user_id) if principal else None,
+                    "route": route,
+                    "status": response.status_code,
+                    "latency_ms": round(seconds * 1000, 2),
+                }
+            },
+        )
+        return response
 
     @app.get("/healthz")
     def healthz():
@@ -26,7 +114,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.get("/readyz")
     def readyz():
-        checks = {"database": _check(lambda: runtime.pool_ping())}
+        checks = {"database": _check(runtime.pool_ping)}
         if runtime.redis is not None:
             checks["redis"] = _check(runtime.redis.ping)
         ready = all(value == "ok" for value in checks.values())
@@ -34,14 +122,49 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             200 if ready else 503
         )
 
+    @app.get("/metrics")
+    def metrics_endpoint():
+        if not g.principal.service:
+            raise Forbidden("metrics are for service keys")
+        return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json")
+    def openapi():
+        return document()
+
     @app.errorhandler(AppError)
     def app_error(error: AppError):
-        body = {"code": error.code, "message": error.message}
-        if error.field:
-            body["field"] = error.field
-        return jsonify(error=body), error.status
+        response = _error(error.status, error.code, error.message, error.field)
+        if isinstance(error, RateLimited):
+            response.headers["Retry-After"] = str(max(1, round(error.retry_after + 0.5)))
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        status = error.code or 500
+        message = error.description or error.name
+        if status == 413:
+            message = f"request body is larger than {settings.max_body_bytes} bytes"
+        response = _error(status, _HTTP_CODES.get(status, "http_error"), message)
+        if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return _error(500, "internal", "internal error; the request id is in X-Request-Id")
 
     return app
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
+    body: dict[str, str] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    response = jsonify(error=body)
+    response.status_code = status
+    return response
 
 
 def _check(probe) -> str:

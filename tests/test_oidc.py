@@ -4,77 +4,20 @@ google-auth verification path the functions use."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-from google.auth import crypt, jwt
+from google.auth import crypt
 
 from services.oidc import AuthError, CertCache, TriggerVerifier, http_certs_fetcher
+from tests.fakes.id_tokens import TokenIssuer
 
 SCHEDULER = "scheduler@proj.iam.gserviceaccount.com"
 AUDIENCE = "https://region-proj.cloudfunctions.net/apply_retention"
 
 
-def _key_and_cert(common_name: str) -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-class LocalIssuer:
-    """Mints ID tokens like Google's and serves its certificates like googleapis.com does."""
-
-    def __init__(self) -> None:
-        self.kid = "test-key-1"
-        key_pem, self.cert_pem = _key_and_cert("local-issuer")
-        self.signer = crypt.RSASigner.from_string(key_pem, self.kid)
-        other_pem, _ = _key_and_cert("impostor")
-        self.impostor = crypt.RSASigner.from_string(other_pem, self.kid)
-        self.fetches = 0
-        issuer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server API
-                issuer.fetches += 1
-                body = json.dumps({issuer.kid: issuer.cert_pem}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/oauth2/v1/certs"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+class LocalIssuer(TokenIssuer):
+    """Mints scheduler ID tokens like Google's (see tests/fakes/id_tokens.py)."""
 
     def token(
         self,
@@ -87,7 +30,7 @@ class LocalIssuer:
         signer: crypt.Signer | None = None,
     ) -> str:
         now = int(time.time())
-        payload = {
+        claims = {
             "iss": issuer,
             "aud": audience,
             "sub": "1234567890",
@@ -96,16 +39,13 @@ class LocalIssuer:
             "iat": now - 10,
             "exp": now + expires_in,
         }
-        return jwt.encode(signer or self.signer, payload).decode()
+        return self.mint(claims, signer)
 
     def certs(self) -> CertCache:
         return CertCache(http_certs_fetcher(self.url))
 
     def verifier(self, mode: str = "oidc", audiences=(AUDIENCE,)) -> TriggerVerifier:
         return TriggerVerifier(mode, [SCHEDULER], audiences, certs=self.certs())
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,293 @@
+"""Chat over HTTP: ``POST /v1/chat`` (Server-Sent Events or one JSON body) and the
+OpenAI-compatible ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+Both run one agent turn (services/agent.py) for the authenticated user. A turn whose
+client goes away mid-stream is still finished on the server, so what the model said and
+wrote is whole, and a retry with the same ``Idempotency-Key`` gets that first result back
+instead of running the turn again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from flask import Blueprint, Response, request, stream_with_context
+
+from services.agent import TurnEvent
+from services.api.common import body, caller, runtime
+from services.db import Pool
+from services.errors import AppError, InvalidInput
+
+bp = Blueprint("chat", __name__)
+
+MODEL_ID = "memory-agent"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+THREAD_HEADER = "X-Thread-Id"
+
+
+class IdempotencyConflict(AppError):
+    status = 409
+    code = "idempotency_conflict"
+
+
+# ---- /v1/chat -----------------------------------------------------------------------------
+
+
+@bp.post("/v1/chat")
+def chat():
+    data = body("ChatRequest")
+    user_id = caller().user_id
+    stream = bool(data.get("stream", False))
+    key = _idempotency_key()
+    rt = runtime()
+    if key is not None:
+        replay = claim_idempotency(rt.pool, user_id, key, _fingerprint(data))
+        if replay is not None:
+            return _respond(replay, stream)
+    try:
+        events = rt.agent.run_turn(
+            user_id, data.get("thread_id"), data["message"], request_id=request_id()
+        )
+    except BaseException:
+        if key is not None:
+            release_idempotency(rt.pool, user_id, key)
+        raise
+    recorded = _recorded(events, rt.pool, user_id, key)
+    if stream:
+        return _sse(_chat_frames(recorded))
+    return chat_body([event.to_dict() for event in recorded])
+
+
+def chat_body(events: list[dict[str, Any]]) -> dict[str, Any]:
+    final = events[-1]
+    return {
+        "thread_id": final["thread_id"],
+        "text": final["text"],
+        "memory_events": [e for e in events if e["type"] == "memory"],
+        "errors": [e for e in events if e["type"] == "error"],
+        "final": final,
+    }
+
+
+def _respond(events: list[dict[str, Any]], stream: bool) -> Response | dict[str, Any]:
+    if stream:
+        return _sse(sse_frame(event["type"], event) for event in events)
+    return chat_body(events)
+
+
+def _chat_frames(events: Iterable[TurnEvent]) -> Iterator[str]:
+    for event in events:
+        yield sse_frame(event.type, event.to_dict())
+
+
+def sse_frame(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+
+
+def _sse(frames: Iterable[str]) -> Response:
+    response = Response(stream_with_context(frames), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # no proxy buffering of the stream
+    return response
+
+
+def _recorded(
+    events: Iterator[TurnEvent], pool: Pool, user_id: str, key: str | None
+) -> Iterator[TurnEvent]:
+    """Pass events through; when the stream ends (or the client leaves), finish the turn
+    and store its events for idempotent retries."""
+    seen: list[TurnEvent] = []
+    try:
+        for event in events:
+            seen.append(event)
+            yield event
+    finally:
+        seen.extend(events)  # the client is gone or done: the turn still completes
+        if key is not None:
+            store_idempotent_result(pool, user_id, key, [e.to_dict() for e in seen])
+
+
+# ---- idempotency --------------------------------------------------------------------------
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise InvalidInput(f"{IDEMPOTENCY_HEADER} must be 1-200 printable characters", "key")
+    return key
+
+
+def _fingerprint(data: dict[str, Any]) -> str:
+    # ``stream`` only chooses how the result is sent: a streamed first try may be retried
+    # without streaming and still get its result.
+    turn = {name: value for name, value in data.items() if name != "stream"}
+    return hashlib.sha256(json.dumps(turn, sort_keys=True).encode()).hexdigest()
+
+
+def claim_idempotency(
+    pool: Pool, user_id: str, key: str, fingerprint: str
+) -> list[dict[str, Any]] | None:
+    """None: this request owns the key and runs. Otherwise the stored events to replay."""
+    with pool.transaction() as tx:
+        claimed = tx.one(
+            "INSERT INTO idempotent_requests (user_id, key, request_hash) VALUES (%s, %s, %s) "
+            "ON CONFLICT (user_id, key) DO NOTHING RETURNING 1",
+            [user_id, key, fingerprint],
+        )
+        if claimed:
+            return None
+        row = tx.one(
+            "SELECT request_hash, response FROM idempotent_requests "
+            "WHERE user_id = %s AND key = %s",
+            [user_id, key],
+        )
+    if row is None:  # released between the two statements: let the client retry
+        raise IdempotencyConflict("request with this Idempotency-Key is being retried", "key")
+    stored_hash, response = row
+    if stored_hash != fingerprint:
+        raise IdempotencyConflict(
+            f"{IDEMPOTENCY_HEADER} was used for a different request", IDEMPOTENCY_HEADER
+        )
+    if response is None:
+        raise IdempotencyConflict(
+            f"a request with this {IDEMPOTENCY_HEADER} is still running", IDEMPOTENCY_HEADER
+        )
+    return json.loads(response) if isinstance(response, str) else response
+
+
+def release_idempotency(pool: Pool, user_id: str, key: str) -> None:
+    with pool.transaction() as tx:
+        tx.execute(
+            "DELETE FROM idempotent_requests WHERE user_id = %s AND key = %s AND response IS NULL",
+            [user_id, key],
+        )
+
+
+def store_idempotent_result(
+    pool: Pool, user_id: str, key: str, events: list[dict[str, Any]]
+) -> None:
+    with pool.transaction() as tx:
+        tx.execute(
+            "UPDATE idempotent_requests SET response = %s::jsonb WHERE user_id = %s AND key = %s",
+            [json.dumps(events, default=str), user_id, key],
+        )
+
+
+def request_id() -> str | None:
+    return request.environ.get("REQUEST_ID")
+
+
+# ---- OpenAI-compatible --------------------------------------------------------------------
+
+
+@bp.get("/v1/models")
+def models():
+    return {
+        "object": "list",
+        "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "memory-agent"}],
+    }
+
+
+@bp.post("/v1/chat/completions")
+def chat_completions():
+    data = body("ChatCompletionRequest")
+    message = last_user_text(data["messages"])
+    thread_id = request.headers.get(THREAD_HEADER) or None
+    events = runtime().agent.run_turn(caller().user_id, thread_id, message, request_id=request_id())
+    completion_id = f"chatcmpl-{request_id() or int(time.time() * 1000)}"
+    created = int(time.time())
+    if data.get("stream"):
+        include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+        return _openai_sse(completion_id, created, events, include_usage)
+    final: dict[str, Any] = {}
+    for event in events:
+        if event.type == "final":
+            final = event.to_dict()
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": MODEL_ID,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": final["text"], "refusal": None},
+                "logprobs": None,
+                "finish_reason": openai_finish_reason(final["finish_reason"]),
+            }
+        ],
+        "usage": openai_usage(final["usage"]),
+    }
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    """The newest user message: the turn. Earlier ones live in the thread already."""
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [
+                p.get("text", "")
+                for p in content
+                if isinstance(p, dict) and p.get("type") == "text"
+            ]
+            content = "\n".join(part for part in parts if isinstance(part, str))
+        if isinstance(content, str) and content.strip():
+            return content
+        raise InvalidInput("the last user message has no text", "messages")
+    raise InvalidInput("messages must contain a user message", "messages")
+
+
+def openai_finish_reason(reason: str) -> str:
+    return "length" if reason == "max_tokens" else "stop"
+
+
+def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    prompt = usage["input_tokens"] + usage["cache_read_tokens"] + usage["cache_write_tokens"]
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": usage["output_tokens"],
+        "total_tokens": prompt + usage["output_tokens"],
+        "prompt_tokens_details": {"cached_tokens": usage["cache_read_tokens"]},
+    }
+
+
+def _openai_sse(
+    completion_id: str, created: int, events: Iterator[TurnEvent], include_usage: bool
+) -> Response:
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": MODEL_ID,
+            "system_fingerprint": None,
+            "choices": choices,
+            **extra,
+        }
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+    def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+    def frames() -> Iterator[str]:
+        yield chunk(choice({"role": "assistant", "content": ""}))
+        for event in events:
+            if event.type == "text":
+                yield chunk(choice({"content": event.text}))
+            elif event.type == "final":
+                final = event.to_dict()
+                yield chunk(choice({}, openai_finish_reason(final["finish_reason"])))
+                if include_usage:  # OpenAI sends usage in a last chunk without choices
+                    yield chunk([], usage=openai_usage(final["usage"]))
+        yield "data: [DONE]\n\n"
+
+    return _sse(frames())

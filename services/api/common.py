@@ -1,0 +1,92 @@
+"""What every API handler needs: the caller, the runtime, the body, query parameters, and
+the JSON form of the store's records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, g, request
+
+from services.api.openapi import validate_body
+from services.auth import Principal
+from services.errors import InvalidInput
+from services.memories import Memory, MemoryEvent
+from services.runtime import Runtime
+from services.threads import Thread
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["runtime"]
+
+
+def caller() -> Principal:
+    return g.principal
+
+
+def body(schema: str) -> dict[str, Any]:
+    """The JSON body, checked against the named OpenAPI schema."""
+    if not request.is_json:
+        raise InvalidInput("send a JSON body with Content-Type: application/json", "body")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise InvalidInput("the request body is not valid JSON", "body")
+    return validate_body(schema, data)
+
+
+def query_int(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer", name) from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high}", name)
+    return value
+
+
+def query_text(name: str, default: str | None = None, max_chars: int = 4000) -> str | None:
+    value = request.args.get(name, default)
+    if value is not None and (len(value) > max_chars or "\x00" in value):
+        raise InvalidInput(f"{name} is too long or contains NUL", name)
+    return value
+
+
+def query_json_object(name: str) -> dict[str, Any] | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a JSON object", name) from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{name} must be a JSON object", name)
+    return value
+
+
+def memory_json(memory: Memory) -> dict[str, Any]:
+    data = asdict(memory)
+    data.pop("user_id")
+    return _times(data)
+
+
+def event_json(event: MemoryEvent) -> dict[str, Any]:
+    data = asdict(event)
+    data.pop("id")
+    data.pop("memory_id")
+    return _times(data)
+
+
+def thread_json(thread: Thread) -> dict[str, Any]:
+    data = asdict(thread)
+    data.pop("user_id")
+    return _times(data)
+
+
+def _times(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}

@@ -1,0 +1,64 @@
+"""/v1/me and /v1/usage: the caller's own data as a whole: usage and cost, export,
+erasure, and retention settings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+from flask import Blueprint
+
+from services.api.common import body, caller, query_int, runtime
+from services.privacy import erase_user, export_user
+from services.retention import default_policy, get_policy, set_policy
+from services.usage import build_report
+
+bp = Blueprint("me", __name__)
+
+
+@bp.get("/v1/usage")
+def usage():
+    until = datetime.now(UTC)
+    since = until - timedelta(days=query_int("days", 30, 1, 366))
+    report = build_report(runtime().pool, since=since, until=until, user_id=caller().user_id)
+    items = [
+        {
+            "day": row.key[0],
+            "model": row.key[1],
+            "calls": row.calls,
+            "input_tokens": row.input_tokens,
+            "output_tokens": row.output_tokens,
+            "cache_read_tokens": row.cache_read_tokens,
+            "cache_write_tokens": row.cache_write_tokens,
+            "cost_usd": round(row.cost_usd, 8),
+        }
+        for row in report.by_day_model
+    ]
+    return {"items": items, "total_cost_usd": round(report.turns.total_usd, 8)}
+
+
+@bp.get("/v1/me/export")
+def export():
+    rt = runtime()
+    return export_user(rt.pool, rt.archive, caller().user_id)
+
+
+@bp.delete("/v1/me")
+def erase():
+    rt = runtime()
+    erasure = erase_user(rt.pool, rt.redis, rt.archive, caller().user_id)
+    return {"erased": erasure.complete, "counts": erasure.counts()}
+
+
+@bp.get("/v1/me/retention")
+def read_retention():
+    rt = runtime()
+    return asdict(get_policy(rt.pool, default_policy(rt.settings), caller().user_id))
+
+
+@bp.put("/v1/me/retention")
+def update_retention():
+    rt = runtime()
+    changes = body("RetentionPolicy")
+    policy = set_policy(rt.pool, default_policy(rt.settings), caller().user_id, changes)
+    return asdict(policy)

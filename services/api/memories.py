@@ -1,0 +1,141 @@
+"""/v1/memories: list, search, create, read, update, delete, history, restore."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from services.api.common import (
+    body,
+    caller,
+    event_json,
+    memory_json,
+    query_int,
+    query_json_object,
+    query_text,
+    runtime,
+)
+from services.errors import InvalidInput
+from services.memories import DEFAULT_NAMESPACE
+from services.retention import restore_archived
+
+bp = Blueprint("memories", __name__)
+
+
+@bp.get("/v1/memories")
+def list_memories():
+    page = runtime().memories.list(
+        caller().user_id,
+        namespace=query_text("namespace", DEFAULT_NAMESPACE, 256),
+        limit=query_int("limit", 50, 1, 200),
+        cursor=query_text("cursor", None, 512),
+    )
+    return {"items": [memory_json(m) for m in page.items], "next_cursor": page.next_cursor}
+
+
+@bp.get("/v1/memories/search")
+def search_memories():
+    query = query_text("q")
+    if not query:
+        raise InvalidInput("q is required", "q")
+    mode = query_text("mode", "hybrid", 16)
+    if mode not in ("hybrid", "vector", "lexical"):
+        raise InvalidInput("mode must be hybrid, vector or lexical", "mode")
+    hits = runtime().memories.search(
+        caller().user_id,
+        query,
+        namespace=query_text("namespace", DEFAULT_NAMESPACE, 256) or DEFAULT_NAMESPACE,
+        limit=query_int("limit", 10, 1, 200),
+        metadata_filter=query_json_object("filter"),
+        mode=mode,  # type: ignore[arg-type]
+    )
+    return {
+        "items": [
+            {
+                "memory": memory_json(hit.memory),
+                "score": hit.score,
+                "similarity": hit.similarity,
+                "vector_rank": hit.vector_rank,
+                "lexical_rank": hit.lexical_rank,
+            }
+            for hit in hits
+        ]
+    }
+
+
+@bp.post("/v1/memories")
+def create_memory():
+    data = body("MemoryCreate")
+    written = runtime().memories.upsert(
+        caller().user_id,
+        data["content"],
+        key=data.get("key"),
+        namespace=data.get("namespace", DEFAULT_NAMESPACE),
+        context=data.get("context"),
+        metadata=data.get("metadata"),
+        importance=data.get("importance"),
+        observed_at=data.get("observed_at"),
+        expires_at=data.get("expires_at"),
+        request_id=request.environ.get("REQUEST_ID"),
+    )
+    return memory_json(written.memory), 201 if written.op == "ADD" else 200
+
+
+@bp.get("/v1/memories/<memory_id>")
+def read_memory(memory_id: str):
+    return memory_json(runtime().memories.get(caller().user_id, memory_id))
+
+
+@bp.patch("/v1/memories/<memory_id>")
+def update_memory(memory_id: str):
+    data = body("MemoryUpdate")
+    written = runtime().memories.upsert(
+        caller().user_id,
+        data["content"],
+        memory_id=memory_id,
+        context=data.get("context"),
+        metadata=data.get("metadata"),
+        importance=data.get("importance"),
+        observed_at=data.get("observed_at"),
+        expires_at=data.get("expires_at"),
+        expected_version=data.get("version"),
+        request_id=request.environ.get("REQUEST_ID"),
+    )
+    return memory_json(written.memory)
+
+
+@bp.delete("/v1/memories/<memory_id>")
+def delete_memory(memory_id: str):
+    version = request.args.get("version")
+    runtime().memories.delete(
+        caller().user_id,
+        memory_id,
+        expected_version=query_int("version", 0, 1, 2**31 - 1) if version else None,
+        request_id=request.environ.get("REQUEST_ID"),
+    )
+    return "", 204
+
+
+@bp.get("/v1/memories/<memory_id>/history")
+def memory_history(memory_id: str):
+    events = runtime().memories.history(caller().user_id, memory_id)
+    return {"items": [event_json(event) for event in events]}
+
+
+@bp.post("/v1/memories/restore")
+def restore_memories():
+    data = body("RestoreRequest")
+    rt = runtime()
+    user_id = caller().user_id
+    result = restore_archived(
+        rt.pool,
+        rt.archive,
+        user_id,
+        rt.embedder.model,
+        data.get("memory_ids"),
+        request_id=request.environ.get("REQUEST_ID"),
+    )
+    return {
+        "restored": [memory_json(rt.memories.get(user_id, i)) for i in result.restored],
+        "conflicts": result.conflicts,
+        "missing": result.missing,
+    }
