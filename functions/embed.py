@@ -9,6 +9,10 @@ the rows stay pending. An undecodable message is logged and acked (a retry canno
 
 The HTTP variant (``embed_memories_sweep``, for Cloud Scheduler) drains every pending row
 within its time budget; it requires the scheduler's OIDC token.
+
+Every sweep (either variant) then runs background reflection (services/reflection.py) over
+threads idle for ``REFLECTION_IDLE_MINUTES`` and embeds the memories it wrote. A reflection
+failure is logged and reported, never turned into a failed sweep (its threads are retried).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from functions.common import (
 from services.embeddings import duplicate_threshold
 from services.oidc import make_verifier
 from services.outbox import OutboxRun, drain
+from services.reflection import ReflectionConfig, ReflectionReport, Reflector
 from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -79,6 +84,26 @@ def embed(runtime: Runtime, memory_ids: list[str] | None) -> OutboxRun:
     )
 
 
+def reflect(runtime: Runtime) -> ReflectionReport | None:
+    """Background reflection after a sweep; None when the runtime has no agent (router)."""
+    if runtime.agent is None:
+        return None
+    try:
+        report = Reflector(
+            runtime.pool,
+            runtime.memories,
+            runtime.agent.router,
+            runtime.usage,
+            config=ReflectionConfig.from_settings(runtime.settings),
+        ).run()
+        if report.changed_ids:
+            embed(runtime, report.changed_ids)
+    except Exception:
+        log.exception("background reflection failed")
+        report = ReflectionReport(disabled="failed; retried next sweep")
+    return report
+
+
 def pending_count(runtime: Runtime) -> int:
     with runtime.pool.transaction() as tx:
         return int(tx.value("SELECT count(*) FROM memories WHERE embedding IS NULL"))
@@ -95,7 +120,8 @@ def pubsub_handler(runtime: RuntimeFactory, name: str = "embed_memories"):
         if ids == []:
             log.info("event %s names no valid memory id; acked", event_id)
             return
-        run = embed(runtime(), ids)  # raises on failure: Pub/Sub redelivers
+        current = runtime()
+        run = embed(current, ids)  # raises on failure: Pub/Sub redelivers
         log.info(
             "event %s: %s ids, embedded %d, merged %d",
             event_id,
@@ -103,6 +129,8 @@ def pubsub_handler(runtime: RuntimeFactory, name: str = "embed_memories"):
             run.embedded,
             run.merged,
         )
+        if ids is None:
+            reflect(current)
 
     return named(name, handle)
 
@@ -125,9 +153,11 @@ def sweep_handler(
             log.exception("embedding sweep failed")
             body = {"error": {"code": "embedding_failed", "message": type(error).__name__}}
             return json_reply({**body, "pending": _safe_pending(current)}, 503)
-        return json_reply(
-            {"embedded": run.embedded, "merged": run.merged, "pending": pending_count(current)}
-        )
+        reflection = reflect(current)
+        body: dict[str, Any] = {"embedded": run.embedded, "merged": run.merged}
+        if reflection is not None:
+            body["reflection"] = reflection.as_dict()
+        return json_reply({**body, "pending": pending_count(current)})
 
     return named(name, handle)
 

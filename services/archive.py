@@ -102,33 +102,49 @@ class LocalArchive:
 
 
 class GcsArchive:
-    """Objects in a Cloud Storage bucket (JSONL, ``application/x-ndjson``)."""
+    """Objects in a Cloud Storage bucket (JSONL, ``application/x-ndjson``).
 
-    def __init__(self, bucket: str, client: Any | None = None) -> None:
+    Every call retries 429/5xx and connection errors with backoff for at most
+    ``retry_seconds`` (the library's default would keep trying for 120 s, while the
+    retention sweep holds a chunk's row locks), then raises; the sweep's transaction then
+    rolls back and nothing is removed from the hot table. Object names are unique per write,
+    so retrying an upload is safe.
+    """
+
+    def __init__(self, bucket: str, client: Any | None = None, retry_seconds: float = 20.0) -> None:
         self.bucket_name = bucket
         self.description = f"gs://{bucket}"
         self._client = client
         self._bucket: Any | None = None
+        self.retry_seconds = retry_seconds
 
     def write(self, name: str, records: Iterable[Record]) -> None:
-        self._blob(name).upload_from_string(encode(records), content_type="application/x-ndjson")
+        self._blob(name).upload_from_string(
+            encode(records), content_type="application/x-ndjson", retry=self._retry()
+        )
 
     def read(self, name: str) -> list[Record]:
         from google.api_core.exceptions import NotFound
 
         try:
-            return decode(self._blob(name).download_as_bytes())
+            return decode(self._blob(name).download_as_bytes(retry=self._retry()))
         except NotFound:
             return []
 
     def list(self, prefix: str) -> list[str]:
-        return sorted(blob.name for blob in self._get_bucket().list_blobs(prefix=prefix))
+        blobs = self._get_bucket().list_blobs(prefix=prefix, retry=self._retry())
+        return sorted(blob.name for blob in blobs)
 
     def delete(self, name: str) -> None:
         from google.api_core.exceptions import NotFound
 
         with contextlib.suppress(NotFound):
-            self._blob(name).delete()
+            self._blob(name).delete(retry=self._retry())
+
+    def _retry(self) -> Any:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_timeout(self.retry_seconds)
 
     def _blob(self, name: str) -> Any:
         return self._get_bucket().blob(name)

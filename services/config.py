@@ -58,6 +58,11 @@ class Settings:
     trigger_service_accounts: str = ""
     trigger_audience: str = ""
     embed_time_budget_seconds: float = 50.0
+    # Background reflection in the embedding sweep (services/reflection.py; 0 minutes = off)
+    reflection_idle_minutes: int = 30
+    reflection_threads_per_run: int = 20
+    reflection_time_budget_seconds: float = 120.0
+    reflection_max_messages: int = 40
     # Retention defaults (per-user overrides live in retention_policies; 0 = never/unlimited)
     retention_max_age_days: int = 0
     retention_max_count: int = 10000
@@ -159,6 +164,15 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.upper()} must be 0 (never) or positive")
+        if self.reflection_idle_minutes < 0:
+            raise ConfigError("REFLECTION_IDLE_MINUTES must be 0 (off) or positive")
+        for name in (
+            "reflection_threads_per_run",
+            "reflection_time_budget_seconds",
+            "reflection_max_messages",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.upper()} must be positive")
         if self.retention_pause_ratio < 0:
             raise ConfigError("RETENTION_PAUSE_RATIO must be >= 0")
         for name in (

@@ -54,6 +54,13 @@ class PubSubPublisher:
         except Exception:  # the periodic sweep embeds these rows anyway
             log.exception("could not publish %d changed memory ids", len(ids))
 
+    def close(self) -> None:
+        """Send what is still batched and stop the client's threads (process shutdown)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.stop()
+
     def _get_client(self) -> Any:
         with self._lock:
             if self._client is None:

@@ -348,11 +348,16 @@ cand AS (
         END AS reason
     FROM pol JOIN memories m ON m.user_id = pol.user_id CROSS JOIN clock
 ),
+over AS (  -- only users above their max_count are ranked (a sort of every row is costly)
+    SELECT user_id FROM cand WHERE reason IS NULL AND max_count > 0
+    GROUP BY user_id, max_count HAVING count(*) > max_count
+),
 ranked AS (
-    SELECT id, max_count, row_number() OVER (
-        PARTITION BY user_id ORDER BY importance DESC, used_at DESC, access_count DESC, id
+    SELECT c.id, c.max_count, row_number() OVER (
+        PARTITION BY c.user_id
+        ORDER BY c.importance DESC, c.used_at DESC, c.access_count DESC, c.id
     ) AS rank
-    FROM cand WHERE reason IS NULL
+    FROM cand c JOIN over o ON o.user_id = c.user_id WHERE c.reason IS NULL
 ),
 doomed AS (
     SELECT id, reason FROM cand WHERE reason IS NOT NULL
