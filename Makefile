@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: venv run migrate test lint fmt bench clean
 
 include mk/iac.mk
+include mk/bench.mk
 
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,7 @@ test: $(STAMP) iac-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(MAKE) iac-check
+	bash tools/ensure_chromium.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

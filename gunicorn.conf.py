@@ -11,4 +11,8 @@ worker_class = "gthread"
 timeout = 0
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "25"))
 keepalive = 5
+# Long query strings (a search text of up to 4000 characters, URL-encoded) must reach the
+# app, which answers with a JSON error naming the field instead of gunicorn's HTML 414;
+# Cloud Run's front end already bounds request size.
+limit_request_line = 0
 accesslog = None

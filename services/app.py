@@ -128,6 +128,10 @@ def create_app(
             raise Forbidden("metrics are for service keys")
         return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
 
+    @app.get("/")
+    def index():
+        return app.send_static_file("index.html")
+
     @app.get("/openapi.json")
     def openapi():
         return document()

@@ -203,7 +203,7 @@ class MemoryStore:
         if metadata is not None:
             check_metadata(metadata)
         if importance is not None:
-            check_importance(importance)
+            importance = check_importance(importance)
         if key is not None:
             check_id(key, "key")
         if expected_version is not None and (
@@ -287,7 +287,7 @@ class MemoryStore:
             content = check_content(item.content, f"{where}.content", self.limits.max_content_chars)
             context = check_text(item.context, f"{where}.context", self.limits.max_content_chars)
             check_metadata(item.metadata)
-            check_importance(item.importance)
+            importance = check_importance(item.importance)
             if item.key is not None:
                 check_id(item.key, f"{where}.key")
             vector = None
@@ -301,7 +301,7 @@ class MemoryStore:
                     content,
                     context,
                     json.dumps(item.metadata),
-                    float(item.importance),
+                    importance,
                     lexical.document(content, context),
                     vector,
                     check_time(item.observed_at, f"{where}.observed_at"),
@@ -883,9 +883,11 @@ def check_metadata(value: Any, name: str = "metadata") -> None:
         raise InvalidInput(f"{name} is larger than {MAX_METADATA_BYTES} bytes or has NUL", name)
 
 
-def check_importance(value: Any) -> None:
+def check_importance(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise InvalidInput("importance must be a number between 0 and 1", "importance")
+    # The column is a 4-byte real: values below its range (1e-300, say) would be refused.
+    return round(float(value), 6)
 
 
 def check_time(value: Any, name: str) -> datetime | None:

@@ -188,7 +188,7 @@ class ThreadStore:
                     [check_thread_id(before), user_id],
                 )
                 if anchor is None:
-                    raise InvalidInput("before names no thread of yours", "before")
+                    raise NotFound(f"thread {before} not found", "before")
             rows = tx.execute(
                 f"""
                 SELECT {_THREAD_COLUMNS} FROM threads

@@ -7,8 +7,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -149,3 +151,49 @@ def redis_server():
     server.start()
     yield server
     server.stop()
+
+
+# ---- a real gunicorn serving main:app ------------------------------------------------------
+
+
+class Gunicorn:
+    """``gunicorn --config gunicorn.conf.py main:app`` in a subprocess, as Cloud Run runs it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        root = Path(__file__).resolve().parent.parent
+        # A file, not a pipe: a pipe nobody drains fills up and blocks the server's logging.
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
+            prefix="gunicorn-", suffix=".log", delete=False
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "main:app"],
+            cwd=root,
+            env={**os.environ, "GUNICORN_THREADS": "8", **env, "PORT": str(self.port)},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_until_serving()
+
+    def _wait_until_serving(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.output()[-3000:]}")
+            try:  # the socket opens before the worker has built the app: ask the app
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("gunicorn did not start")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)

@@ -3,6 +3,7 @@ real anthropic SDK talking to the wire-level fake."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -407,7 +408,7 @@ def test_openapi_describes_every_route(app):
     spec = app.test_client().get("/openapi.json").get_json()
     documented = {(path, method.upper()) for path, item in spec["paths"].items() for method in item}
     served = {
-        (rule.rule.replace("<", "{").replace(">", "}"), method)
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method)
         for rule in app.url_map.iter_rules()
         if rule.endpoint != "static"
         for method in rule.methods - {"HEAD", "OPTIONS"}

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,7 +11,7 @@ import pytest
 
 from services.app import create_app
 from services.config import Settings
-from tests.conftest import free_port
+from tests.conftest import Gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,34 +40,9 @@ def test_factory_serves_health_and_readiness(database_url):
 def gunicorn(database_url, redis_server):
     if redis_server.process is None:
         redis_server.start()
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_server.url,
-        "GUNICORN_THREADS": "4",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "main:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            get(f"{base}/healthz")
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(30)
+    server = Gunicorn({"DATABASE_URL": database_url, "REDIS_URL": redis_server.url})
+    yield server.url
+    server.stop()
 
 
 def test_gunicorn_serves_main_app_and_reports_redis_outage(gunicorn, redis_server):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
 from flask import Blueprint, request
 
 from services.api.common import (
@@ -15,7 +18,7 @@ from services.api.common import (
     runtime,
 )
 from services.errors import InvalidInput
-from services.memories import DEFAULT_NAMESPACE
+from services.memories import DEFAULT_NAMESPACE, check_time
 from services.retention import restore_archived
 
 bp = Blueprint("memories", __name__)
@@ -43,7 +46,7 @@ def search_memories():
     hits = runtime().memories.search(
         caller().user_id,
         query,
-        namespace=query_text("namespace", DEFAULT_NAMESPACE, 256) or DEFAULT_NAMESPACE,
+        namespace=query_text("namespace", DEFAULT_NAMESPACE, 256),
         limit=query_int("limit", 10, 1, 200),
         metadata_filter=query_json_object("filter"),
         mode=mode,  # type: ignore[arg-type]
@@ -74,50 +77,50 @@ def create_memory():
         metadata=data.get("metadata"),
         importance=data.get("importance"),
         observed_at=data.get("observed_at"),
-        expires_at=data.get("expires_at"),
+        expires_at=future(data.get("expires_at")),
         request_id=request.environ.get("REQUEST_ID"),
     )
     return memory_json(written.memory), 201 if written.op == "ADD" else 200
 
 
-@bp.get("/v1/memories/<memory_id>")
-def read_memory(memory_id: str):
-    return memory_json(runtime().memories.get(caller().user_id, memory_id))
+@bp.get("/v1/memories/<uuid:memory_id>")
+def read_memory(memory_id: UUID):
+    return memory_json(runtime().memories.get(caller().user_id, str(memory_id)))
 
 
-@bp.patch("/v1/memories/<memory_id>")
-def update_memory(memory_id: str):
+@bp.patch("/v1/memories/<uuid:memory_id>")
+def update_memory(memory_id: UUID):
     data = body("MemoryUpdate")
     written = runtime().memories.upsert(
         caller().user_id,
         data["content"],
-        memory_id=memory_id,
+        memory_id=str(memory_id),
         context=data.get("context"),
         metadata=data.get("metadata"),
         importance=data.get("importance"),
         observed_at=data.get("observed_at"),
-        expires_at=data.get("expires_at"),
+        expires_at=future(data.get("expires_at")),
         expected_version=data.get("version"),
         request_id=request.environ.get("REQUEST_ID"),
     )
     return memory_json(written.memory)
 
 
-@bp.delete("/v1/memories/<memory_id>")
-def delete_memory(memory_id: str):
+@bp.delete("/v1/memories/<uuid:memory_id>")
+def delete_memory(memory_id: UUID):
     version = request.args.get("version")
     runtime().memories.delete(
         caller().user_id,
-        memory_id,
+        str(memory_id),
         expected_version=query_int("version", 0, 1, 2**31 - 1) if version else None,
         request_id=request.environ.get("REQUEST_ID"),
     )
     return "", 204
 
 
-@bp.get("/v1/memories/<memory_id>/history")
-def memory_history(memory_id: str):
-    events = runtime().memories.history(caller().user_id, memory_id)
+@bp.get("/v1/memories/<uuid:memory_id>/history")
+def memory_history(memory_id: UUID):
+    events = runtime().memories.history(caller().user_id, str(memory_id))
     return {"items": [event_json(event) for event in events]}
 
 
@@ -139,3 +142,15 @@ def restore_memories():
         "conflicts": result.conflicts,
         "missing": result.missing,
     }
+
+
+MIN_LIFETIME = timedelta(minutes=1)
+
+
+def future(value: str | None) -> datetime | None:
+    """An expiry from a client must leave the memory alive for at least a minute: one that
+    is gone before the response arrives is almost certainly a clock or unit mistake."""
+    expires_at = check_time(value, "expires_at")
+    if expires_at is not None and expires_at < datetime.now(UTC) + MIN_LIFETIME:
+        raise InvalidInput("expires_at must be at least a minute in the future", "expires_at")
+    return expires_at

@@ -13,13 +13,38 @@ from jsonschema import Draft202012Validator
 
 from services.errors import InvalidInput
 
-TEXT = {"type": "string", "minLength": 1, "maxLength": 4000}
-ID = {"type": "string", "minLength": 1, "maxLength": 256}
+# The patterns say what the store enforces: no NUL in text, no control characters in ids,
+# and something other than whitespace in whatever must not be empty.
+NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+NO_NUL = "^[^\\u0000]*$"
+ID_CHARS = "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"
+TEXT = {"type": "string", "minLength": 1, "maxLength": 4000, "pattern": NOT_BLANK}
+CONTEXT = {"type": "string", "maxLength": 4000, "pattern": NO_NUL}
+ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": ID_CHARS}
 TIME = {"type": "string", "format": "date-time"}
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-METADATA = {"type": "object", "maxProperties": 64}
+METADATA = {
+    "type": "object",
+    "maxProperties": 64,
+    "propertyNames": {"maxLength": 256, "pattern": NO_NUL},
+    "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
+    "JsonValue": {
+        "description": "Any JSON value without NUL characters (PostgreSQL jsonb refuses them)",
+        "anyOf": [
+            {"type": ["number", "boolean", "null"]},
+            {"type": "string", "maxLength": 4000, "pattern": NO_NUL},
+            {"type": "array", "maxItems": 64, "items": {"$ref": "#/components/schemas/JsonValue"}},
+            {
+                "type": "object",
+                "maxProperties": 64,
+                "propertyNames": {"maxLength": 256, "pattern": NO_NUL},
+                "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+            },
+        ],
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -62,7 +87,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["content"],
         "properties": {
             "content": TEXT,
-            "context": {"type": "string", "maxLength": 4000},
+            "context": CONTEXT,
             "key": ID,
             "namespace": ID,
             "metadata": METADATA,
@@ -77,12 +102,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["content"],
         "properties": {
             "content": TEXT,
-            "context": {"type": "string", "maxLength": 4000},
+            "context": CONTEXT,
             "metadata": METADATA,
             "importance": {"type": "number", "minimum": 0, "maximum": 1},
             "observed_at": TIME,
             "expires_at": TIME,
-            "version": {"type": "integer", "minimum": 1},
+            "version": {"type": "integer", "minimum": 1, "maximum": 2147483647},
         },
     },
     "MemoryPage": {
@@ -184,7 +209,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "required": ["message"],
         "properties": {
-            "message": {"type": "string", "minLength": 1, "maxLength": 32000},
+            "message": {"type": "string", "minLength": 1, "maxLength": 32000, "pattern": NOT_BLANK},
             "thread_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
             "stream": {"type": "boolean"},
         },
@@ -208,6 +233,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "messages": {
                 "type": "array",
                 "minItems": 1,
+                "maxItems": 100,
                 "items": {
                     "type": "object",
                     "required": ["role"],
@@ -218,10 +244,45 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         },
                         "content": {"type": ["string", "array", "null"]},
                     },
+                    # The turn is the last user message, so each user message needs text.
+                    "if": {"properties": {"role": {"const": "user"}}},
+                    "then": {
+                        "required": ["content"],
+                        "properties": {
+                            "content": {
+                                "anyOf": [
+                                    {"type": "string", "maxLength": 32000, "pattern": NOT_BLANK},
+                                    {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/ContentPart"},
+                                        "contains": {
+                                            "type": "object",
+                                            "properties": {"type": {"const": "text"}},
+                                        },
+                                    },
+                                ]
+                            }
+                        },
+                    },
+                },
+                "contains": {
+                    "type": "object",
+                    "required": ["role"],
+                    "properties": {"role": {"const": "user"}},
                 },
             },
             "stream": {"type": "boolean"},
             "user": {"type": "string"},
+        },
+    },
+    "ContentPart": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"type": "string"}},
+        "if": {"properties": {"type": {"const": "text"}}},
+        "then": {
+            "required": ["text"],
+            "properties": {"text": {"type": "string", "maxLength": 32000, "pattern": NOT_BLANK}},
         },
     },
     "ChatCompletion": {
@@ -311,6 +372,14 @@ ERRORS = {
 }
 
 
+SSE_EVENT = {
+    "description": "One Server-Sent Event; data is the JSON of the event (or [DONE])",
+    "type": "object",
+    "required": ["data"],
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+}
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -324,13 +393,16 @@ def _op(
     params: list[dict[str, Any]] | None = None,
     errors: tuple[str, ...] = ("400", "401", "429"),
     public: bool = False,
-    media: str = "application/json",
+    stream: bool = False,
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     if response is None:
         responses[status] = {"description": summary}
     else:
-        responses[status] = {"description": summary, "content": {media: {"schema": _ref(response)}}}
+        content = {"application/json": {"schema": _ref(response)}}
+        if stream:  # with "stream": true the same answer comes as Server-Sent Events
+            content["text/event-stream"] = {"schema": SSE_EVENT}
+        responses[status] = {"description": summary, "content": content}
     for code in errors:
         responses[code] = {
             "description": ERRORS[code],
@@ -359,10 +431,12 @@ def _path(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
 
 LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})
 NAMESPACE = _query("namespace", {"type": "string", "minLength": 1, "maxLength": 256})
-MEMORY_ID = _path("memory_id", {"type": "string"})
-THREAD_ID = _path("thread_id", {"type": "string"})
+MEMORY_ID = _path("memory_id", {"type": "string", "format": "uuid"})
+THREAD_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+THREAD_ID = _path("thread_id", THREAD_ID_SCHEMA)
 
 PATHS: dict[str, dict[str, Any]] = {
+    "/": {"get": _op("The chat page (HTML)", None, errors=(), public=True)},
     "/healthz": {"get": _op("Liveness", "Object", errors=(), public=True)},
     "/readyz": {"get": _op("Readiness: database and Redis", "Object", errors=(), public=True)},
     "/openapi.json": {"get": _op("This document", "Object", errors=(), public=True)},
@@ -374,7 +448,8 @@ PATHS: dict[str, dict[str, Any]] = {
             "One chat turn; Server-Sent Events when stream is true",
             "ChatResponse",
             body="ChatRequest",
-            errors=("400", "401", "404", "413", "429"),
+            errors=("400", "401", "404", "409", "413", "429"),
+            stream=True,
             params=[
                 {
                     "name": "Idempotency-Key",
@@ -391,6 +466,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "ChatCompletion",
             body="ChatCompletionRequest",
             errors=("400", "401", "404", "413", "429"),
+            stream=True,
         )
     },
     "/v1/models": {"get": _op("Models (OpenAI-compatible)", "ModelList", errors=("401", "429"))},
@@ -417,7 +493,13 @@ PATHS: dict[str, dict[str, Any]] = {
                 LIMIT,
                 NAMESPACE,
                 _query("mode", {"type": "string", "enum": ["hybrid", "vector", "lexical"]}),
-                _query("filter", {"type": "string", "description": "JSON object: metadata"}),
+                {
+                    "name": "filter",
+                    "in": "query",
+                    "required": False,
+                    "description": "Metadata the memories must contain (a JSON object)",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
             ],
         )
     },
@@ -442,7 +524,10 @@ PATHS: dict[str, dict[str, Any]] = {
             "Delete a memory",
             None,
             status="204",
-            params=[MEMORY_ID, _query("version", {"type": "integer", "minimum": 1})],
+            params=[
+                MEMORY_ID,
+                _query("version", {"type": "integer", "minimum": 1, "maximum": 2147483647}),
+            ],
             errors=("400", "401", "404", "409", "429"),
         ),
     },
@@ -455,7 +540,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "List threads, most recent first",
             "ThreadList",
-            params=[LIMIT, _query("before", {"type": "string", "maxLength": 64})],
+            params=[LIMIT, _query("before", THREAD_ID_SCHEMA)],
+            errors=("400", "401", "404", "429"),
         )
     },
     "/v1/threads/{thread_id}": {
@@ -523,7 +609,8 @@ def document() -> dict[str, Any]:
 
 @cache
 def _validator(name: str) -> Draft202012Validator:
-    schema = {**SCHEMAS[name], "$defs": {}}
+    # A root holding every component, so "#/components/schemas/..." references resolve.
+    schema = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": SCHEMAS}}
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
@@ -533,7 +620,7 @@ def validate_body(name: str, body: Any) -> dict[str, Any]:
         raise InvalidInput("the request body must be a JSON object", "body")
     error = next(iter(sorted(_validator(name).iter_errors(body), key=lambda e: e.path)), None)
     if error is None:
-        return body
+        return _whole_numbers(name, body)
     if error.validator == "additionalProperties":
         unknown = sorted(set(body) - set(SCHEMAS[name].get("properties", {})))
         raise InvalidInput(f"unknown field {unknown[0]!r}", unknown[0])
@@ -542,3 +629,18 @@ def validate_body(name: str, body: Any) -> dict[str, Any]:
         raise InvalidInput(f"{missing} is required", missing)
     field = ".".join(str(part) for part in error.absolute_path) or "body"
     raise InvalidInput(f"{field}: {error.message}", field)
+
+
+def _whole_numbers(name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema counts 3.0 as an integer; hand the code an int for integer fields."""
+    properties = SCHEMAS[name].get("properties", {})
+    integers = {
+        field
+        for field, spec in properties.items()
+        if "integer"
+        in (spec.get("type") if isinstance(spec.get("type"), list) else [spec.get("type")])
+    }
+    return {
+        key: int(value) if key in integers and isinstance(value, float) else value
+        for key, value in body.items()
+    }
