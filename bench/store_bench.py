@@ -34,6 +34,7 @@ from services.embeddings import LocalEmbedder
 from services.memories import MemoryStore, NewMemory
 from services.migrate import migrate
 from services.outbox import drain
+from services.runtime import connect_redis
 from services.threads import ChatMessage, ThreadStore
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -162,8 +163,6 @@ def embedded_write_throughput(pool: Pool, store: MemoryStore, rows: int) -> floa
 
 
 def thread_latency(pool: Pool, redis_url: str, n: int) -> Latency:
-    from services.runtime import connect_redis
-
     threads = ThreadStore(pool, connect_redis(redis_url))
     thread_ids = []
     for t in range(50):
@@ -229,6 +228,7 @@ def main() -> None:
     results["small"] = {"rows": args.small_users * PER_USER} | {
         k: v.__dict__ for k, v in search_latency(store, small_users, rng, args.queries).items()
     }
+    print(json.dumps(results["small"]), flush=True)  # partial figures survive a crash later
 
     print("write throughput (no vectors; precomputed vectors; vectors + HNSW index)")
     results["writes_per_s"] = round(write_throughput(store, rng, args.write_rows, False))
@@ -240,6 +240,7 @@ def main() -> None:
         write_throughput(store, rng, args.write_rows // 4, True)
     )
     migrate(pool, "random", DIM, hnsw_index=False)
+    print(json.dumps({k: v for k, v in results.items() if k.startswith("writes")}), flush=True)
     with pool.transaction() as tx:  # the outbox is not under test here
         tx.execute("DELETE FROM memories WHERE embedding IS NULL")
     results["writes_per_s_local_embedder"] = round(
@@ -256,6 +257,7 @@ def main() -> None:
     results["large"] = {"rows": rows} | {
         k: v.__dict__ for k, v in search_latency(store, large_users, rng, args.queries).items()
     }
+    print(json.dumps(results["large"]), flush=True)
     for mode in ("vector", "hybrid"):
         results[f"{mode}_p95_ratio_large_vs_small"] = round(
             results["large"][mode]["p95_ms"] / results["small"][mode]["p95_ms"], 2

@@ -158,8 +158,15 @@ class Statements:
 class Pool:
     """A small thread-safe pool of pg8000 dbapi connections (one thread per connection)."""
 
-    def __init__(self, connect: Connect, size: int, on_close: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        connect: Connect,
+        size: int,
+        on_close: Callable[[], None] | None = None,
+        role: str | None = None,
+    ):
         self._connect = connect
+        self.role = role
         self._statements: weakref.WeakKeyDictionary[pg8000.dbapi.Connection, Statements] = (
             weakref.WeakKeyDictionary()
         )
@@ -169,11 +176,17 @@ class Pool:
         self._closed = False
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """Run a block in one transaction: commit on success, roll back on any error."""
+    def transaction(self, user_id: str | None = None) -> Iterator[Tx]:
+        """Run a block in one transaction: commit on success, roll back on any error.
+
+        ``user_id`` scopes the transaction for row-level security (see migration 007): on a
+        pool connected as memory_agent_app, only that user's rows are visible or writable.
+        """
         with self._checkout() as conn:
             tx = Tx(self, conn)
             try:
+                if user_id is not None:
+                    tx.execute("SELECT set_config('app.user_id', %s, true)", [user_id])
                 yield tx
                 if tx.conn._in_transaction:  # one round trip (dbapi's commit() takes three)
                     tx.conn.execute_simple("COMMIT")
@@ -194,13 +207,17 @@ class Pool:
                 conn.autocommit = False
                 self._release(conn)
 
-    def connect(self) -> pg8000.dbapi.Connection:
+    def connect(self, use_role: bool = True) -> pg8000.dbapi.Connection:
+        """A new connection; as the pool's role unless ``use_role`` is false (migrations
+        run as the login user, who owns the schema and creates the roles)."""
         conn = self._connect()
         for oid in (TIMESTAMP_OID, TIMESTAMPTZ_OID):
             conn.register_in_adapter(oid, parse_timestamp)
         # Every statement is a per-user lookup through a btree, so the generic plan is the
         # right one; re-planning each call (custom plans) cost more than executing.
         conn.execute_simple("SET plan_cache_mode = force_generic_plan")
+        if use_role and self.role:
+            conn.execute_simple(f"SET ROLE {_identifier(self.role)}")
         self._statements[conn] = Statements(conn)
         return conn
 
@@ -260,10 +277,14 @@ class Source:
     description: str
 
 
-def open_pool(settings: Settings) -> Pool:
+APP_ROLE = "memory_agent_app"  # sees only the rows of the transaction's user
+JOBS_ROLE = "memory_agent_jobs"  # background work across users
+
+
+def open_pool(settings: Settings, role: str | None = None, size: int | None = None) -> Pool:
     source = connection_source(settings)
-    log.info("database source: %s", source.description)
-    return Pool(source.connect, settings.db_pool_size, on_close=source.close)
+    log.info("database source: %s%s", source.description, f" as {role}" if role else "")
+    return Pool(source.connect, size or settings.db_pool_size, on_close=source.close, role=role)
 
 
 def connection_source(settings: Settings) -> Source:

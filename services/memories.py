@@ -161,8 +161,10 @@ class MemoryStore:
         embedder: Embedder,
         limits: StoreLimits | None = None,
         on_change: ChangeListener | None = None,
+        jobs_pool: Pool | None = None,
     ):
-        self.pool = pool
+        self.pool = pool  # per-user transactions (row-level security applies)
+        self.jobs_pool = jobs_pool or pool  # batched access stats span users
         self.embedder = embedder
         self.limits = limits or StoreLimits()
         self._access = AccessRecorder()
@@ -213,7 +215,7 @@ class MemoryStore:
         observed_at = check_time(observed_at, "observed_at")
         expires_at = check_time(expires_at, "expires_at")
 
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             if memory_id is not None:
                 current = self._lock_by_id(tx, user_id, check_uuid(memory_id, "memory_id"))
                 if current is None:
@@ -311,7 +313,7 @@ class MemoryStore:
         if not rows:
             return []
         columns = list(zip(*rows))
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             inserted = tx.execute(
                 f"""
                 INSERT INTO memories (id, user_id, namespace, key, content, context, metadata,
@@ -371,7 +373,7 @@ class MemoryStore:
     ) -> Memory:
         check_id(user_id, "user_id")
         memory_id = check_uuid(memory_id, "memory_id")
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             current = self._lock_by_id(tx, user_id, memory_id)
             if current is None:
                 raise NotFound(f"memory {memory_id} not found", "memory_id")
@@ -389,7 +391,7 @@ class MemoryStore:
     def get(self, user_id: str, memory_id: str) -> Memory:
         check_id(user_id, "user_id")
         memory_id = check_uuid(memory_id, "memory_id")
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             row = tx.one(
                 f"SELECT {_COLUMNS} FROM memories m "
                 f"WHERE m.id = %s AND m.user_id = %s AND {_ALIVE}",
@@ -426,7 +428,7 @@ class MemoryStore:
             check_id(namespace, "namespace")
         limit = check_limit(limit)
         after = decode_cursor(cursor) if cursor else None
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             rows = tx.execute(
                 f"""
                 SELECT {_COLUMNS} FROM memories m
@@ -453,7 +455,7 @@ class MemoryStore:
         """Every ADD/UPDATE/DELETE of one memory, oldest first; kept after deletion."""
         check_id(user_id, "user_id")
         memory_id = check_uuid(memory_id, "memory_id")
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             rows = tx.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM memory_events "
                 "WHERE user_id = %s AND memory_id = %s ORDER BY id",
@@ -495,7 +497,7 @@ class MemoryStore:
             vector_text = to_pgvector(check_vector(query_vector, self.embedder.dim, "query"))
         text_query = lexical.query(query) if mode != "vector" else None
         candidates = max(limit * 4, 40)
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             large = self._uses_ann(tx, user_id, namespace)
             if large:
                 tx.execute("SET LOCAL hnsw.iterative_scan = 'relaxed_order'")
@@ -526,7 +528,7 @@ class MemoryStore:
         if not counts:
             return 0
         ids, hits = zip(*counts.items())
-        with self.pool.transaction() as tx:
+        with self.jobs_pool.transaction() as tx:
             tx.execute(
                 """
                 UPDATE memories m SET access_count = m.access_count + h.n,
@@ -538,7 +540,7 @@ class MemoryStore:
         return len(ids)
 
     def count(self, user_id: str, namespace: str | None = None) -> int:
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             return int(
                 tx.value(
                     f"SELECT count(*) FROM memories m WHERE m.user_id = %s "

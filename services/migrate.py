@@ -47,7 +47,7 @@ def migrate(pool: Pool, embedding_model: str, embedding_dim: int, hnsw_index: bo
 @contextmanager
 def _migration_lock(pool: Pool) -> Iterator[pg8000.dbapi.Connection]:
     """A dedicated connection holding the session-level migration lock."""
-    conn = pool.connect()
+    conn = pool.connect(use_role=False)
     try:
         conn.autocommit = True
         _execute(conn, "SELECT pg_advisory_lock(%s)", [LOCK_ID])

@@ -13,7 +13,7 @@ from typing import Any
 from services.agent import Agent, AgentConfig
 from services.archive import Archive, make_archive
 from services.config import Settings
-from services.db import Pool, open_pool
+from services.db import APP_ROLE, JOBS_ROLE, Pool, open_pool
 from services.embeddings import (
     CachedQueryEmbedder,
     Embedder,
@@ -34,6 +34,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Runtime:
+    """What the service and the functions run on.
+
+    Two pools on one database: ``user_pool`` connects as memory_agent_app, which row-level
+    security confines to the user each transaction names (everything done for a caller);
+    ``pool`` connects as memory_agent_jobs, for work that spans users (embedding,
+    retention, reflection's bookkeeping, erasure, API keys).
+    """
+
     settings: Settings
     pool: Pool
     embedder: Embedder
@@ -45,6 +53,11 @@ class Runtime:
     usage: UsageRecorder | None = None
     archive: Archive | None = None
     publisher: Publisher | None = None
+    user_pool: Pool = None  # type: ignore[assignment]  # defaults to ``pool``
+
+    def __post_init__(self) -> None:
+        if self.user_pool is None:
+            self.user_pool = self.pool
 
     def announce(self, memory_ids: list[str]) -> None:
         """After a committed write: publish the ids for embed_memories, wake the local worker."""
@@ -72,36 +85,41 @@ class Runtime:
         if self.worker:
             self.worker.stop()
         self.pool.close()
+        if self.user_pool is not self.pool:
+            self.user_pool.close()
         if self.redis is not None:
             self.redis.close()
 
 
 def build_runtime(settings: Settings, *, start_worker: bool | None = None) -> Runtime:
-    pool = open_pool(settings)
+    pool = open_pool(settings, role=JOBS_ROLE, size=max(2, settings.db_pool_size // 4))
+    user_pool = open_pool(settings, role=APP_ROLE)
     model, dim = embedding_spec(settings)
-    migrate(pool, model, dim, settings.hnsw_index)
+    migrate(pool, model, dim, settings.hnsw_index)  # as the login user, before the roles
     embedder = CachedQueryEmbedder(make_embedder(settings))
     redis_client = connect_redis(settings.redis_url) if settings.redis_url else None
     runtime = Runtime(
         settings=settings,
         pool=pool,
+        user_pool=user_pool,
         embedder=embedder,
         memories=MemoryStore(
-            pool,
+            user_pool,
             embedder,
             StoreLimits(
                 max_content_chars=settings.max_content_chars,
                 hnsw_index=settings.hnsw_index,
                 hnsw_min_rows=settings.hnsw_min_rows,
             ),
+            jobs_pool=pool,
         ),
-        threads=ThreadStore(pool, redis_client, ttl_seconds=settings.thread_cache_ttl_seconds),
+        threads=ThreadStore(user_pool, redis_client, ttl_seconds=settings.thread_cache_ttl_seconds),
         redis=redis_client,
     )
     runtime.archive = make_archive(settings)
     runtime.publisher = make_publisher(settings)
     runtime.memories.on_change = runtime.announce
-    runtime.usage = UsageRecorder(pool)
+    runtime.usage = UsageRecorder(user_pool)
     runtime.agent = Agent(
         runtime.memories,
         runtime.threads,

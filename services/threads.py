@@ -102,7 +102,7 @@ class ThreadStore:
         thread_id = check_thread_id(thread_id) if thread_id else new_thread_id()
         for index, message in enumerate(messages):
             check_message(message, f"messages[{index}]")
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             start = self._claim(tx, user_id, thread_id, len(messages), title)
             stored = [
                 ChatMessage(**{**asdict(m), "seq": start + i}) for i, m in enumerate(messages)
@@ -141,7 +141,7 @@ class ThreadStore:
         check_id(user_id, "user_id")
         check_thread_id(thread_id)
         last_n = check_limit(last_n)
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             count = tx.value(
                 "SELECT message_count FROM threads WHERE thread_id = %s AND user_id = %s",
                 [thread_id, user_id],
@@ -166,7 +166,7 @@ class ThreadStore:
     def get(self, user_id: str, thread_id: str) -> Thread:
         check_id(user_id, "user_id")
         check_thread_id(thread_id)
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             row = tx.one(
                 f"SELECT {_THREAD_COLUMNS} FROM threads WHERE thread_id = %s AND user_id = %s",
                 [thread_id, user_id],
@@ -179,7 +179,7 @@ class ThreadStore:
         """Most recently active first; ``before`` is the last thread id of the previous page."""
         check_id(user_id, "user_id")
         limit = check_limit(limit)
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             anchor = None
             if before is not None:
                 anchor = tx.one(
@@ -209,7 +209,7 @@ class ThreadStore:
     def delete(self, user_id: str, thread_id: str) -> None:
         check_id(user_id, "user_id")
         check_thread_id(thread_id)
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             deleted = tx.one(
                 "DELETE FROM threads WHERE thread_id = %s AND user_id = %s RETURNING 1",
                 [thread_id, user_id],

@@ -60,10 +60,12 @@ class UsageRecorder:
         self.pool = pool
 
     def record(self, records: Sequence[UsageRecord]) -> list[UsageRecord]:
-        if not records:
-            return []
-        with self.pool.transaction() as tx:
-            return self.record_in(tx, records)
+        """Write the rows, one transaction per user (each scoped to its user)."""
+        written: list[UsageRecord] = []
+        for user_id in dict.fromkeys(r.user_id for r in records):
+            with self.pool.transaction(user_id) as tx:
+                written += self.record_in(tx, [r for r in records if r.user_id == user_id])
+        return written
 
     def record_in(self, tx: Tx, records: Sequence[UsageRecord]) -> list[UsageRecord]:
         rows = [priced(r) for r in records]
@@ -103,7 +105,7 @@ class UsageRecorder:
 
     def for_request(self, user_id: str, request_id: str) -> list[UsageRecord]:
         """The rows of one request (tests, the per-request cost in logs)."""
-        with self.pool.transaction() as tx:
+        with self.pool.transaction(user_id) as tx:
             rows = tx.execute(
                 """
                 SELECT user_id, kind, provider, model, input_tokens, output_tokens,

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -168,3 +170,33 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(server, secret
         timeout=400,
     )
     assert result.returncode == 0, result.stdout[-6000:]
+
+
+def test_sigterm_lets_a_running_stream_finish(database_url, pool, llm, secret):
+    """Cloud Run sends SIGTERM before stopping an instance: open streams must complete."""
+    gunicorn = Gunicorn(
+        {
+            "DATABASE_URL": database_url,
+            "EMBED_IN_PROCESS": "false",
+            "LLM_PROVIDERS": "anthropic",
+            "ANTHROPIC_API_KEY": "sk-ant-test",
+            "ANTHROPIC_BASE_URL": llm.anthropic_base_url,
+        }
+    )
+    words = " ".join(f"word{n}" for n in range(12))
+    llm.script("anthropic", Reply(text=words, chunk_delay_s=0.15))
+    results: list = []
+    reader = threading.Thread(
+        target=lambda: results.extend(
+            sse_events(gunicorn.url, secret, {"message": "talk slowly", "stream": True})
+        )
+    )
+    reader.start()
+    time.sleep(1.0)  # the stream is under way
+    gunicorn.process.send_signal(signal.SIGTERM)
+    reader.join(30)
+    gunicorn.process.wait(30)
+    assert results and results[-1][1] == "final"
+    assert results[-1][2]["text"] == words
+    assert gunicorn.process.returncode == 0
+    gunicorn.stop()

@@ -45,7 +45,7 @@ def chat():
     key = _idempotency_key()
     rt = runtime()
     if key is not None:
-        replay = claim_idempotency(rt.pool, user_id, key, _fingerprint(data))
+        replay = claim_idempotency(rt.user_pool, user_id, key, _fingerprint(data))
         if replay is not None:
             return _respond(replay, stream)
     try:
@@ -54,9 +54,9 @@ def chat():
         )
     except BaseException:
         if key is not None:
-            release_idempotency(rt.pool, user_id, key)
+            release_idempotency(rt.user_pool, user_id, key)
         raise
-    recorded = _recorded(events, rt.pool, user_id, key)
+    recorded = _recorded(events, rt.user_pool, user_id, key)
     if stream:
         return _sse(_chat_frames(recorded))
     return chat_body([event.to_dict() for event in recorded])
@@ -134,7 +134,7 @@ def claim_idempotency(
     pool: Pool, user_id: str, key: str, fingerprint: str
 ) -> list[dict[str, Any]] | None:
     """None: this request owns the key and runs. Otherwise the stored events to replay."""
-    with pool.transaction() as tx:
+    with pool.transaction(user_id) as tx:
         claimed = tx.one(
             "INSERT INTO idempotent_requests (user_id, key, request_hash) VALUES (%s, %s, %s) "
             "ON CONFLICT (user_id, key) DO NOTHING RETURNING 1",
@@ -162,7 +162,7 @@ def claim_idempotency(
 
 
 def release_idempotency(pool: Pool, user_id: str, key: str) -> None:
-    with pool.transaction() as tx:
+    with pool.transaction(user_id) as tx:
         tx.execute(
             "DELETE FROM idempotent_requests WHERE user_id = %s AND key = %s AND response IS NULL",
             [user_id, key],
@@ -172,7 +172,7 @@ def release_idempotency(pool: Pool, user_id: str, key: str) -> None:
 def store_idempotent_result(
     pool: Pool, user_id: str, key: str, events: list[dict[str, Any]]
 ) -> None:
-    with pool.transaction() as tx:
+    with pool.transaction(user_id) as tx:
         tx.execute(
             "UPDATE idempotent_requests SET response = %s::jsonb WHERE user_id = %s AND key = %s",
             [json.dumps(events, default=str), user_id, key],
