@@ -1,0 +1,261 @@
+"""Service-level benchmark: cold start, and concurrent streaming chats against gunicorn.
+
+    .venv/bin/python -m bench.service_bench                      # 64 streams for 60 s
+    .venv/bin/python -m bench.service_bench --streams 16 --seconds 20
+
+Everything is real and local: the embedded PostgreSQL, gunicorn serving main:app with
+gunicorn.conf.py, and the wire-level Anthropic fake in its own process answering after a
+fixed time to first token (300 ms by default). The load comes from a third process: this
+one, an asyncio client holding ``--streams`` chats open at once, each starting the next
+turn as soon as its stream ends.
+
+Reported: cold start (process start to the first 200 on /readyz), turns/s, time to first
+byte and to the first text token (p50/p95/p99), the server's own overhead per turn (the
+``overhead_ms`` of each final event: everything but the model), errors, and the peak RSS
+of gunicorn's processes. Writes bench/out/service_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from services.auth import ApiKeyStore
+from services.config import Settings
+from services.db import embedded_socket, ensure_database, open_pool, start_embedded_server
+from services.embeddings import embedding_spec
+from services.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+
+
+@dataclass
+class Results:
+    ttfb_ms: list[float] = field(default_factory=list)
+    first_token_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+    overhead_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": percentile(values, 0.50),
+        "p95": percentile(values, 0.95),
+        "p99": percentile(values, 0.99),
+        "n": len(values),
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 120) -> float:
+    """Seconds until ``url`` answers 200."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.perf_counter() - started
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+async def one_turn(port: int, secret: str, thread_id: str | None, results: Results) -> str | None:
+    body = {"message": "What do you remember about my plans?", "stream": True}
+    if thread_id:
+        body["thread_id"] = thread_id
+    payload = json.dumps(body).encode()
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            (
+                "POST /v1/chat HTTP/1.1\r\nHost: localhost\r\n"
+                f"Authorization: Bearer {secret}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+            ).encode()
+            + payload
+        )
+        await writer.drain()
+        status = await reader.readline()
+        if b" 200 " not in status:
+            results.errors.append(status.decode().strip())
+            return thread_id
+        first_byte = None
+        first_token = None
+        final = None
+        while line := await reader.readline():
+            if first_byte is None and line.startswith(b"event:"):
+                first_byte = time.perf_counter()
+            if line.startswith(b"event: text") and first_token is None:
+                first_token = time.perf_counter()
+            if line.startswith(b"data: ") and b'"type": "final"' in line:
+                final = json.loads(line[len(b"data: ") :])
+        done = time.perf_counter()
+    finally:
+        writer.close()
+    if final is None or first_byte is None:
+        results.errors.append("stream ended without a final event")
+        return thread_id
+    if final.get("error"):
+        results.errors.append(str(final["error"]))
+    results.ttfb_ms.append((first_byte - started) * 1000)
+    if first_token is not None:
+        results.first_token_ms.append((first_token - started) * 1000)
+    results.total_ms.append((done - started) * 1000)
+    results.overhead_ms.append(float(final["latency"]["overhead_ms"]))
+    return final["thread_id"]
+
+
+async def stream_forever(port: int, secret: str, deadline: float, results: Results) -> None:
+    thread_id = None
+    turns = 0
+    while time.perf_counter() < deadline:
+        if turns % 5 == 0:
+            thread_id = None  # a new conversation every few turns, like real users
+        try:
+            thread_id = await one_turn(port, secret, thread_id, results)
+        except OSError as error:
+            results.errors.append(f"{type(error).__name__}: {error}")
+            await asyncio.sleep(0.1)
+        turns += 1
+
+
+async def load(port: int, secrets: list[str], seconds: float) -> tuple[Results, float]:
+    results = Results()
+    started = time.perf_counter()
+    deadline = started + seconds
+    await asyncio.gather(*(stream_forever(port, s, deadline, results) for s in secrets))
+    return results, time.perf_counter() - started
+
+
+def peak_rss_mb(process: psutil.Process) -> float:
+    family = [process, *process.children(recursive=True)]
+    return sum(p.memory_info().rss for p in family if p.is_running()) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--latency-ms", type=float, default=300)
+    parser.add_argument("--threads", type=int, default=80, help="gunicorn threads")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="service-bench-"))
+    server = start_embedded_server(workdir / "pg")
+    socket_path = embedded_socket(server)
+    database = f"bench_{uuid.uuid4().hex[:8]}"
+    ensure_database(socket_path, database)
+    socket_dir, _, name = socket_path.rpartition("/")
+    url = f"postgresql://postgres@localhost:{name.rsplit('.', 1)[-1]}/{database}?host={socket_dir}"
+    settings = Settings(database_url=url, embed_in_process=False)
+    pool = open_pool(settings)
+    migrate(pool, *embedding_spec(settings), settings.hnsw_index)
+    keys = ApiKeyStore(pool)
+    secrets = [keys.create(f"load-user-{n}")[1] for n in range(args.streams)]
+
+    llm_port = free_port()
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.llm_server", "--port", str(llm_port),
+         "--latency-ms", str(args.latency_ms)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "DATABASE_URL": url,
+        "ANTHROPIC_API_KEY": "sk-ant-bench",
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{llm_port}",
+        "LLM_PROVIDERS": "anthropic",
+        "GUNICORN_THREADS": str(args.threads),
+        "RATE_LIMIT_PER_MINUTE": "1000000",
+        "RATE_LIMIT_BURST": "1000000",
+        "DB_POOL_SIZE": str(min(args.threads, 40)),
+        "LOG_LEVEL": "WARNING",
+    }
+    gunicorn = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "main:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        cold_start = wait_for(f"http://127.0.0.1:{port}/readyz")  # from process start
+        process = psutil.Process(gunicorn.pid)
+        rss_before = peak_rss_mb(process)
+        peak = [rss_before]
+
+        async def sample_rss() -> None:
+            while True:
+                peak.append(peak_rss_mb(process))
+                await asyncio.sleep(0.5)
+
+        async def run() -> tuple[Results, float]:
+            sampler = asyncio.create_task(sample_rss())
+            try:
+                return await load(port, secrets, args.seconds)
+            finally:
+                sampler.cancel()
+
+        results, elapsed = asyncio.run(run())
+    finally:
+        gunicorn.terminate()
+        gunicorn.wait(30)
+        fake.terminate()
+        pool.close()
+
+    report = {
+        "streams": args.streams,
+        "seconds": round(elapsed, 1),
+        "model_latency_ms": args.latency_ms,
+        "gunicorn_threads": args.threads,
+        "cold_start_s": round(cold_start, 2),
+        "turns": len(results.total_ms),
+        "turns_per_s": round(len(results.total_ms) / elapsed, 2),
+        "ttfb_ms": summary(results.ttfb_ms),
+        "first_token_ms": summary(results.first_token_ms),
+        "total_ms": summary(results.total_ms),
+        "server_overhead_ms": summary(results.overhead_ms),
+        "errors": len(results.errors),
+        "error_samples": sorted(set(results.errors))[:5],
+        "peak_rss_mb": round(max(peak), 1),
+        "idle_rss_mb": round(rss_before, 1),
+        "cpus": os.cpu_count(),
+        "mean_total_ms": round(statistics.fmean(results.total_ms), 1) if results.total_ms else None,
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "service_bench.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
