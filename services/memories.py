@@ -818,7 +818,7 @@ def _search_sql(approximate: bool) -> str:
     return f"""
         WITH q AS (SELECT %s::vector AS v, to_tsquery('{lexical.TEXT_SEARCH_CONFIG}', %s) AS t),
         mine AS MATERIALIZED (
-            SELECT m.id, m.embedding, m.tsv FROM memories m
+            SELECT m.id, m.embedding, m.tsv, m.importance, m.updated_at FROM memories m
             WHERE m.user_id = %s AND m.namespace = %s AND m.metadata @> %s::jsonb AND {_ALIVE}
         ),
         vec AS (
@@ -827,15 +827,22 @@ def _search_sql(approximate: bool) -> str:
         ),
         lex AS (
             SELECT mine.id, row_number() OVER (ORDER BY ts_rank_cd(mine.tsv, q.t) DESC) AS rank
-            FROM mine, q WHERE mine.tsv @@ q.t
+            FROM mine, q WHERE q.t IS NOT NULL AND mine.tsv @@ q.t
             ORDER BY ts_rank_cd(mine.tsv, q.t) DESC LIMIT %s
+        ),
+        fused AS (  -- ranked and cut before fetching whole rows: 10 lookups, not 40
+            SELECT mine.id, vec.rank AS vector_rank, lex.rank AS lexical_rank, vec.similarity,
+                COALESCE(1.0 / ({RRF_K} + vec.rank), 0)
+                    + COALESCE(1.0 / ({RRF_K} + lex.rank), 0) AS score,
+                mine.importance, mine.updated_at
+            FROM vec FULL OUTER JOIN lex ON vec.id = lex.id
+            JOIN mine ON mine.id = COALESCE(vec.id, lex.id)
+            ORDER BY score DESC, mine.importance DESC, mine.updated_at DESC
+            LIMIT %s
         )
-        SELECT {_COLUMNS}, vec.rank, lex.rank, vec.similarity,
-            COALESCE(1.0 / ({RRF_K} + vec.rank), 0) + COALESCE(1.0 / ({RRF_K} + lex.rank), 0)
-        FROM vec FULL OUTER JOIN lex ON vec.id = lex.id
-        JOIN memories m ON m.id = COALESCE(vec.id, lex.id)
-        ORDER BY 20 DESC, m.importance DESC, m.updated_at DESC
-        LIMIT %s
+        SELECT {_COLUMNS}, fused.vector_rank, fused.lexical_rank, fused.similarity, fused.score
+        FROM fused JOIN memories m ON m.id = fused.id
+        ORDER BY fused.score DESC, fused.importance DESC, fused.updated_at DESC
     """
 
 
