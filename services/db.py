@@ -62,6 +62,15 @@ def text_array(values: Sequence[str | None]) -> str:
     )
 
 
+def sql_literal(value: str) -> str:
+    """A string constant for the one statement that cannot take a parameter (it rides with
+    BEGIN in a simple query): quotes doubled, with standard_conforming_strings on (set on
+    every connection), so backslashes are plain characters."""
+    if "\x00" in value:
+        raise ValueError("a SQL string cannot hold NUL")
+    return "'" + value.replace("'", "''") + "'"
+
+
 TIMESTAMP_OID = 1114
 TIMESTAMPTZ_OID = 1184
 
@@ -86,10 +95,16 @@ class Tx:
     fresh connection instead of failing the request.
     """
 
-    def __init__(self, pool: Pool, conn: pg8000.dbapi.Connection) -> None:
+    def __init__(
+        self, pool: Pool, conn: pg8000.dbapi.Connection, user_id: str | None = None
+    ) -> None:
         self._pool = pool
         self.conn = conn
         self._started = False
+        # Sent with BEGIN in one round trip: the user row-level security confines us to.
+        self._begin = "BEGIN"
+        if user_id is not None:
+            self._begin += f"; SELECT set_config('app.user_id', {sql_literal(user_id)}, true)"
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         try:
@@ -115,7 +130,7 @@ class Tx:
     def _run(self, sql: str, params: Sequence[Any] | None) -> list[tuple]:
         conn = self.conn
         if not conn._in_transaction and not conn.autocommit:
-            conn.execute_simple("BEGIN")
+            conn.execute_simple(self._begin)
         if not params:  # sent as written: one round trip, and '%' needs no escaping
             context = conn.execute_simple(sql)
         else:
@@ -183,10 +198,8 @@ class Pool:
         pool connected as memory_agent_app, only that user's rows are visible or writable.
         """
         with self._checkout() as conn:
-            tx = Tx(self, conn)
+            tx = Tx(self, conn, user_id)
             try:
-                if user_id is not None:
-                    tx.execute("SELECT set_config('app.user_id', %s, true)", [user_id])
                 yield tx
                 if tx.conn._in_transaction:  # one round trip (dbapi's commit() takes three)
                     tx.conn.execute_simple("COMMIT")
@@ -215,7 +228,9 @@ class Pool:
             conn.register_in_adapter(oid, parse_timestamp)
         # Every statement is a per-user lookup through a btree, so the generic plan is the
         # right one; re-planning each call (custom plans) cost more than executing.
-        conn.execute_simple("SET plan_cache_mode = force_generic_plan")
+        conn.execute_simple(
+            "SET plan_cache_mode = force_generic_plan; SET standard_conforming_strings = on"
+        )
         if use_role and self.role:
             conn.execute_simple(f"SET ROLE {_identifier(self.role)}")
         self._statements[conn] = Statements(conn)

@@ -116,3 +116,12 @@ def test_the_store_works_unchanged_on_the_app_role(app_pool, embedder, two_users
     assert [m.user_id for m in store.list(alice).items] == [alice]
     hits = store.search(bob, "diary", mode="lexical")
     assert [hit.memory.user_id for hit in hits] == [bob]
+
+
+@pytest.mark.parametrize("odd", ["o'brien", "back\\slash", "'; SELECT 1; --", "名前 ü"])
+def test_user_ids_with_quotes_scope_the_transaction_exactly(app_pool, embedder, odd):
+    store = MemoryStore(app_pool, embedder)
+    user = f"{odd}-{unique_user()}"
+    store.upsert(user, "mine alone", key="k")
+    with app_pool.transaction(user) as tx:
+        assert tx.execute("SELECT DISTINCT user_id FROM memories") == [(user,)]

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -310,6 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.input_tokens is not None
             else max(1, _words(body.get("messages")) + _words(body.get("system")))
         )
+        if provider == "anthropic" and fake.prompt_caching and reply.input_tokens is None:
+            reply, input_tokens = fake._cache(reply, model, body, input_tokens)
         output_tokens = (
             reply.output_tokens
             if reply.output_tokens is not None
@@ -677,12 +679,18 @@ class FakeLLMServer:
         latency_s: float = 0.0,
         embedding_latency_s: float = 0.0,
         default_reply: Reply | None = None,
+        prompt_caching: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.latency_s = latency_s
         self.embedding_latency_s = embedding_latency_s
         self.default_reply = default_reply or Reply()
+        # Model Anthropic's prompt cache (benchmarks): the tools and system blocks up to the
+        # last cache_control breakpoint are written to the cache the first time a prefix is
+        # seen and read from it after that; the rest of the prompt is ordinary input.
+        self.prompt_caching = prompt_caching
+        self._cached_prefixes: set[str] = set()
         self._lock = threading.Lock()
         self._queues: dict[str, deque[Script]] = {p: deque() for p in (*PROVIDERS, "embeddings")}
         self._always: dict[str, Failure] = {}
@@ -779,6 +787,24 @@ class FakeLLMServer:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
+
+    def _cache(
+        self, reply: Reply, model: str, body: dict[str, Any], input_tokens: int
+    ) -> tuple[Reply, int]:
+        blocks = [*(body.get("tools") or []), *(body.get("system") or [])]
+        marked = [i for i, block in enumerate(blocks) if isinstance(block, dict)
+                  and block.get("cache_control")]  # fmt: skip
+        if not marked or isinstance(body.get("system"), str):
+            return reply, input_tokens
+        prefix = blocks[: marked[-1] + 1]
+        tokens = _words(prefix)
+        key = hashlib.sha256(json.dumps([model, prefix], sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            seen = key in self._cached_prefixes
+            self._cached_prefixes.add(key)
+        total = input_tokens + _words(body.get("tools"))
+        split = {"cache_read_tokens": tokens} if seen else {"cache_write_tokens": tokens}
+        return replace(reply, **split), max(1, total - tokens)
 
     def _next(self, provider: str, model: str) -> Script:
         with self._lock:
