@@ -21,7 +21,7 @@ from services.embeddings import (
     embedding_spec,
     make_embedder,
 )
-from services.llm.factory import build_router
+from services.llm.factory import WarmingRouter, build_router
 from services.memories import MemoryStore, StoreLimits
 from services.migrate import migrate
 from services.outbox import BackgroundWorker, drain
@@ -123,7 +123,7 @@ def build_runtime(settings: Settings, *, start_worker: bool | None = None) -> Ru
     runtime.agent = Agent(
         runtime.memories,
         runtime.threads,
-        build_router(settings),
+        WarmingRouter(lambda: build_router(settings)),
         runtime.usage,
         config=AgentConfig.from_settings(settings),
     )

@@ -1,15 +1,12 @@
 """Language-model access: provider-neutral types (common), the Anthropic and OpenAI
 providers over their official SDKs, the router (retry, circuit breaker, failover, cheap
 routing), the offline fallback (offline), the price table (pricing) and the wiring from
-Settings (factory, imported on its own)."""
+Settings (factory, imported on its own).
 
-from .anthropic_provider import (
-    CHEAP_ANTHROPIC_MODEL,
-    DEFAULT_ANTHROPIC_MODELS,
-    AnthropicProvider,
-    deprecation_warnings,
-    newest_active_model,
-)
+The providers import their SDKs, which takes seconds; they are loaded on first use (PEP 562
+module ``__getattr__``), so importing the package (the agent does) stays cheap.
+"""
+
 from .common import (
     AuthenticationFailedError,
     BadRequestError,
@@ -38,7 +35,6 @@ from .common import (
     collect,
 )
 from .offline import OfflineProvider, offline_answer
-from .openai_provider import CHEAP_OPENAI_MODEL, DEFAULT_OPENAI_MODELS, OpenAIProvider
 from .pricing import PRICES, Cost, Price, cost_usd
 from .router import BreakerPolicy, CircuitBreaker, RetryPolicy, Router, is_simple_message
 
@@ -88,3 +84,23 @@ __all__ = [
     "newest_active_model",
     "offline_answer",
 ]
+
+
+_LAZY = {
+    "AnthropicProvider": "anthropic_provider",
+    "CHEAP_ANTHROPIC_MODEL": "anthropic_provider",
+    "DEFAULT_ANTHROPIC_MODELS": "anthropic_provider",
+    "deprecation_warnings": "anthropic_provider",
+    "newest_active_model": "anthropic_provider",
+    "OpenAIProvider": "openai_provider",
+    "CHEAP_OPENAI_MODEL": "openai_provider",
+    "DEFAULT_OPENAI_MODELS": "openai_provider",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,21 +10,25 @@ its end-of-life date.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
+from typing import Any
 
 from services.config import Settings, csv
 
-from .anthropic_provider import AnthropicProvider, deprecation_warnings
-from .common import ChatProvider
+from .common import ChatProvider, ChatRequest, StreamEvent
 from .offline import OfflineProvider
-from .openai_provider import OpenAIProvider
 from .router import BreakerPolicy, RetryPolicy, Router
 
 log = logging.getLogger(__name__)
 
 
 def build_providers(settings: Settings) -> list[ChatProvider]:
+    # Imported here: the SDKs take seconds to import (see WarmingRouter).
+    from .anthropic_provider import AnthropicProvider
+    from .openai_provider import OpenAIProvider
+
     providers: list[ChatProvider] = []
     for name in csv(settings.llm_providers):
         if name == "anthropic" and settings.anthropic_api_key:
@@ -57,6 +61,8 @@ def build_router(
     today: Callable[[], date] = lambda: datetime.now(UTC).date(),
     logger: logging.Logger | None = None,
 ) -> Router:
+    from .anthropic_provider import deprecation_warnings
+
     logger = logger or log
     providers = build_providers(settings)
     if any(p.name == "anthropic" for p in providers):
@@ -85,3 +91,40 @@ def build_router(
         cheap_models=cheap,
         fallback=OfflineProvider(),
     )
+
+
+class WarmingRouter:
+    """The router, built on a thread at start-up.
+
+    Importing the anthropic and openai SDKs takes a few seconds; building the router on a
+    thread lets the service answer its readiness probe meanwhile (Cloud Run cold starts).
+    A turn that arrives before the router is ready waits for it.
+    """
+
+    def __init__(self, build: Callable[[], Router]) -> None:
+        self._build = build
+        self._ready = threading.Event()
+        self._router: Router | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._warm, name="router-warm-up", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            self._router = self._build()
+        except BaseException as error:  # surfaced to the first caller
+            self._error = error
+        finally:
+            self._ready.set()
+
+    def router(self) -> Router:
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._router is not None
+        return self._router
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        return self.router().stream(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.router(), name)

@@ -311,6 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
             else max(1, _words(body.get("messages")) + _words(body.get("system")))
         )
         if provider == "anthropic" and fake.prompt_caching and reply.input_tokens is None:
+            input_tokens += _words(body.get("tools"))  # tools are prompt too
             reply, input_tokens = fake._cache(reply, model, body, input_tokens)
         output_tokens = (
             reply.output_tokens
@@ -802,9 +803,8 @@ class FakeLLMServer:
         with self._lock:
             seen = key in self._cached_prefixes
             self._cached_prefixes.add(key)
-        total = input_tokens + _words(body.get("tools"))
         split = {"cache_read_tokens": tokens} if seen else {"cache_write_tokens": tokens}
-        return replace(reply, **split), max(1, total - tokens)
+        return replace(reply, **split), max(1, input_tokens - tokens)
 
     def _next(self, provider: str, model: str) -> Script:
         with self._lock:

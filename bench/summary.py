@@ -1,0 +1,122 @@
+"""One table: every benchmark target from the issues beside its latest measured figure.
+
+    .venv/bin/python -m bench.summary          # runs the service load test, cold start and
+                                               # outbox throughput, then prints the table
+    .venv/bin/python -m bench.summary --no-run # only print what bench/out/ already holds
+
+It runs bench.service_bench (64 streaming chats against gunicorn with the fake model at
+300 ms, and the cold start) and bench.jobs_bench --only embedding (outbox throughput and
+pending-to-embedded latency); the other rows come from the JSON the other benchmarks
+leave in bench/out/ (bench.store_bench, bench.cost_bench, bench.jobs_bench), shown as
+"not run" when absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+
+Row = tuple[str, str, Callable[[dict[str, Any]], Any], Callable[[Any], bool] | None]
+
+ROWS: list[tuple[str, list[Row]]] = [
+    (
+        "store_bench",
+        [
+            ("per-user vector search p95 at 1M", "< 2 ms",
+             lambda r: r["large"]["vector"]["p95_ms"], lambda v: v < 2),
+            ("per-user hybrid search p95 at 1M", "< 4 ms",
+             lambda r: r["large"]["hybrid"]["p95_ms"], lambda v: v < 4),
+            ("vector p95 1M / 10k", "<= 1.5",
+             lambda r: r["vector_p95_ratio_large_vs_small"], lambda v: v <= 1.5),
+            ("hybrid p95 1M / 10k", "<= 1.5",
+             lambda r: r["hybrid_p95_ratio_large_vs_small"], lambda v: v <= 1.5),
+            ("writes/s, embedding excluded", ">= 3000",
+             lambda r: r["writes_per_s"], lambda v: v >= 3000),
+            ("writes/s with the local embedder", "-",
+             lambda r: r["writes_per_s_local_embedder"], None),
+            ("thread load+append p95 (Redis)", "< 5 ms",
+             lambda r: r["thread_load_append"]["p95_ms"], lambda v: v < 5),
+        ],
+    ),
+    (
+        "service_bench",
+        [
+            ("cold start to first /readyz 200", "< 2 s",
+             lambda r: r["cold_start_s"], lambda v: v < 2),
+            ("concurrent streams, errors", "64, 0",
+             lambda r: f"{r['streams']}, {r['errors']}", None),
+            ("turns/s with 300 ms model latency", "-", lambda r: r["turns_per_s"], None),
+            ("server overhead p95", "< 30 ms",
+             lambda r: r["server_overhead_ms"]["p95"], lambda v: v < 30),
+            ("time to first byte p95", "-", lambda r: r["ttfb_ms"]["p95"], None),
+            ("peak RSS (MB)", "-", lambda r: r["peak_rss_mb"], None),
+        ],
+    ),
+    (
+        "jobs_bench",
+        [
+            ("embedding batched / one at a time", "-",
+             lambda r: r["embedding_throughput"]["speedup"], None),
+            ("pending-to-embedded p95", "-",
+             lambda r: r["outbox_latency"]["p95_ms"], None),
+            ("search p95 during sweep / without", "<= 1.5",
+             lambda r: r["retention"]["p95_ratio"], lambda v: v <= 1.5),
+        ],
+    ),
+    (
+        "cost_bench",
+        [
+            ("USD per turn, caching on, trimmed", "seed: 0.0021",
+             lambda r: r["caching on, memories trimmed to the budget"]["usd_per_turn"], None),
+            ("USD per turn, caching off, all 50", "-",
+             lambda r: r["caching off, memories all 50"]["usd_per_turn"], None),
+        ],
+    ),
+]  # fmt: skip
+
+
+def run(module: str, *args: str) -> None:
+    print(f"running {module} {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, check=True)
+
+
+def table() -> str:
+    lines = [f"{'figure':<40}{'target':>14}{'measured':>16}  ", "-" * 76]
+    for name, rows in ROWS:
+        path = OUT / f"{name}.json"
+        data = json.loads(path.read_text()) if path.exists() else None
+        for label, target, get, ok in rows:
+            try:
+                value = get(data) if data is not None else None
+            except (KeyError, TypeError):
+                value = None
+            shown = "not run" if value is None else str(value)
+            verdict = "" if ok is None or value is None else ("met" if ok(value) else "MISSED")
+            lines.append(f"{label:<40}{target:>14}{shown:>16}  {verdict}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-run", action="store_true", help="only print bench/out/ figures")
+    args = parser.parse_args()
+    if not args.no_run:
+        run("bench.service_bench")
+        jobs = OUT / "jobs_bench.json"
+        earlier = json.loads(jobs.read_text()) if jobs.exists() else {}
+        run("bench.jobs_bench", "--only", "embedding")
+        # The retention sweep takes minutes and is not rerun here: keep its last figures.
+        jobs.write_text(json.dumps(earlier | json.loads(jobs.read_text()), indent=2))
+    print(table())
+
+
+if __name__ == "__main__":
+    main()
