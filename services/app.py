@@ -73,6 +73,7 @@ def create_app(
             request.headers.get("Authorization"), request.headers.get(ACT_AS_HEADER)
         )
         g.principal = principal
+        g.auth_ms = round((time.perf_counter() - g.started) * 1000, 2)
         per_minute = principal.rate_limit_per_minute or settings.rate_limit_per_minute
         # A key's own (lower) limit also caps its burst, or the burst would exceed it.
         decision = limiter.take(

@@ -395,13 +395,17 @@ def test_retention_policy_can_be_overridden_and_reset(client, keys):
 # ---- operations ---------------------------------------------------------------------------
 
 
-def test_metrics_are_for_service_keys(client, keys):
+def test_metrics_are_for_service_keys(client, keys, llm):
     _, plain = new_user(keys)
     _, service = new_user(keys, "ops", service=True)
     client.get("/v1/memories", headers=plain)
+    llm.script("anthropic", Reply(text="counted", input_tokens=77, output_tokens=5))
+    client.post("/v1/chat", headers=plain, json={"message": "count me"})
     assert client.get("/metrics", headers=plain).status_code == 403
     text = client.get("/metrics", headers=service).get_data(as_text=True)
     assert 'http_requests_total{method="GET",route="/v1/memories",status="200"}' in text
+    assert 'llm_tokens_total{kind="input",model="claude-sonnet-4-5-20250929"}' in text
+    assert 'chat_turn_phase_seconds_count{phase="retrieval"}' in text
 
 
 def test_openapi_describes_every_route(app):

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flask import Blueprint, Response, request, stream_with_context
+from flask import Blueprint, Response, current_app, g, request, stream_with_context
 
 from services.agent import TurnEvent
 from services.api.common import body, caller, runtime
 from services.db import Pool
 from services.errors import AppError, InvalidInput
+from services.telemetry import user_hash
 
 bp = Blueprint("chat", __name__)
+log = logging.getLogger("memory_agent.chat")
 
 MODEL_ID = "memory-agent"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -56,7 +59,7 @@ def chat():
         if key is not None:
             release_idempotency(rt.user_pool, user_id, key)
         raise
-    recorded = _recorded(events, rt.user_pool, user_id, key)
+    recorded = _recorded(observed(events), rt.user_pool, user_id, key)
     if stream:
         return _sse(_chat_frames(recorded))
     return chat_body([event.to_dict() for event in recorded])
@@ -93,6 +96,36 @@ def _sse(frames: Iterable[str]) -> Response:
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # no proxy buffering of the stream
     return response
+
+
+def observed(events: Iterator[TurnEvent]) -> Iterator[TurnEvent]:
+    """Count each turn in the metrics and log its latency breakdown (never its text)."""
+    metrics = current_app.extensions["metrics"]
+    auth_ms = g.get("auth_ms")
+    request_id_ = request_id()
+    user = user_hash(caller().user_id)
+    for event in events:
+        if event.type == "error":
+            metrics.observe_turn_error(event.code)
+        elif event.type == "final":
+            final = event.to_dict()
+            metrics.observe_turn(final)
+            log.info(
+                "chat turn finished",
+                extra={
+                    "json_fields": {
+                        "request_id": request_id_,
+                        "user": user,
+                        "provider": final["provider"],
+                        "model": final["model"],
+                        "finish_reason": final["finish_reason"],
+                        "usage": final["usage"],
+                        "cost_usd": final["cost_usd"],
+                        "latency_ms": {"auth_ms": auth_ms, **final["latency"]},
+                    }
+                },
+            )
+        yield event
 
 
 def _recorded(
@@ -199,7 +232,9 @@ def chat_completions():
     data = body("ChatCompletionRequest")
     message = last_user_text(data["messages"])
     thread_id = request.headers.get(THREAD_HEADER) or None
-    events = runtime().agent.run_turn(caller().user_id, thread_id, message, request_id=request_id())
+    events = observed(
+        runtime().agent.run_turn(caller().user_id, thread_id, message, request_id=request_id())
+    )
     completion_id = f"chatcmpl-{request_id() or int(time.time() * 1000)}"
     created = int(time.time())
     if data.get("stream"):
