@@ -380,3 +380,11 @@ def test_successor_is_the_newest_active_sonnet_in_the_installed_sdk():
     # with the newer ones deprecated, the next newest wins
     table = {**sdk_deprecations(), "claude-sonnet-5-5": "x", "claude-sonnet-5": "x"}
     assert newest_active_model("sonnet", table=table) == "claude-sonnet-4-6"
+
+
+@BOTH
+def test_a_request_with_a_temperature_still_reaches_the_model(fake, kind):
+    fake.script(kind, Reply(text="warm answer"))
+    result = collect(make(kind, fake).stream(request(temperature=0.2)))
+    assert result.text == "warm answer"
+    assert len(fake.requests_for(kind)) == 1

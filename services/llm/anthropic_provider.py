@@ -129,8 +129,9 @@ class AnthropicProvider:
             if self.prompt_caching:
                 tools[-1]["cache_control"] = EPHEMERAL
             params["tools"] = tools
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
+        # request.temperature is not sent: the installed SDK's messages.create has no
+        # temperature parameter any more, and passing it failed every such call over to the
+        # offline answer.
         return params
 
     def _stream_model(self, request: ChatRequest, model: str) -> Iterator[StreamEvent]:
