@@ -82,3 +82,51 @@ def test_cli_process_chats_over_stdin(fake, database_url, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "bot> Hi from the fake model." in done.stdout
     assert "thread=" in done.stdout
+
+
+def test_cli_chats_with_a_running_service_over_http(fake, database_url, pool, tmp_path):
+    from services.auth import ApiKeyStore
+    from tests.conftest import Gunicorn
+
+    server = Gunicorn(
+        {
+            "DATABASE_URL": database_url,
+            "EMBED_IN_PROCESS": "false",
+            "LLM_PROVIDERS": "anthropic",
+            "ANTHROPIC_API_KEY": "test-key",
+            "ANTHROPIC_BASE_URL": fake.anthropic_base_url,
+        }
+    )
+    try:
+        user = unique_user()
+        _, key = ApiKeyStore(pool).create(user)
+        fake.reset()
+        fake.script(
+            "anthropic",
+            Reply(
+                text="",
+                tool_calls=[ToolUse("upsert_memory", {"content": "Owns a kayak", "context": "x"})],
+            ),
+            Reply(text="Noted, a kayak."),
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", "chat", "--url", server.url,
+             "--show-memories"],
+            input="I own a kayak\n/memories\n",
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "MEMORY_AGENT_KEY": key, "PYTHONWARNINGS": "ignore"},
+            timeout=90,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("bot> ") and "Noted, a kayak." in done.stdout
+        assert "[memory written: Owns a kayak" in done.stdout
+        assert done.stdout.count("Owns a kayak") >= 2  # the event, then /memories
+        bad = subprocess.run(
+            [sys.executable, "-m", "services.cli", "chat", "--url", server.url, "--key", "nope"],
+            input="hello\n", capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )  # fmt: skip
+        assert "error:" in bad.stdout
+    finally:
+        server.stop()
