@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 from services.db import Pool, text_array
 from services.embeddings import Embedder, to_pgvector
+from services.llm.common import Usage
+from services.llm.pricing import price_for
 from services.memories import merge_duplicates
+from services.usage import UsageRecord, UsageRecorder
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ def embed_pending(
     with pool.transaction() as tx:
         rows = tx.execute(
             """
-            SELECT id::text, content, context FROM memories
+            SELECT id::text, content, context, user_id FROM memories
             WHERE embedding IS NULL AND (%s::uuid[] IS NULL OR id = ANY(%s::uuid[]))
             ORDER BY updated_at
             LIMIT %s
@@ -51,7 +54,10 @@ def embed_pending(
         )
         if not rows:
             return OutboxRun(0, 0)
-        vectors = embedder.embed_documents([document_text(c, ctx) for _, c, ctx in rows])
+        texts = [document_text(c, ctx) for _, c, ctx, _ in rows]
+        started = time.perf_counter()
+        vectors = embedder.embed_documents(texts)
+        elapsed_ms = (time.perf_counter() - started) * 1000
         ids = [row[0] for row in rows]
         tx.execute(
             """
@@ -62,7 +68,37 @@ def embed_pending(
             [embedder.model, text_array(ids), text_array([to_pgvector(v) for v in vectors])],
         )
         merged = merge_duplicates(tx, ids, duplicate_threshold)
+        spent = [(row[3], text) for row, text in zip(rows, texts)]
+        UsageRecorder(pool).record_in(tx, embedding_usage(embedder, spent, elapsed_ms))
     return OutboxRun(len(ids), merged)
+
+
+def embedding_usage(
+    embedder: Embedder, texts_by_user: Sequence[tuple[str, str]], latency_ms: float
+) -> list[UsageRecord]:
+    """One usage row per user of a paid embedding batch, the batch's tokens shared out by
+    text length (the provider reports one count for the whole batch)."""
+    price = price_for(embedder.model)
+    if price is None or price.input <= 0:
+        return []  # the local model costs nothing per call
+    reported = getattr(embedder, "last_usage_tokens", 0) or sum(
+        len(text) // 4 + 1 for _, text in texts_by_user
+    )
+    chars: dict[str, int] = {}
+    for user_id, text in texts_by_user:
+        chars[user_id] = chars.get(user_id, 0) + len(text) + 1
+    total = sum(chars.values())
+    return [
+        UsageRecord(
+            user_id=user_id,
+            kind="embedding",
+            provider="openai",
+            model=embedder.model,
+            usage=Usage(input_tokens=max(1, round(reported * share / total))),
+            latency_ms=latency_ms * share / total,
+        )
+        for user_id, share in chars.items()
+    ]
 
 
 def drain(

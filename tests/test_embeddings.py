@@ -96,3 +96,36 @@ def test_local_embedder_puts_paraphrases_closer_than_unrelated_text(embedder):
     )
     assert embedder.dim == 384
     assert float(a @ b) > float(a @ c)
+
+
+def test_the_outbox_records_what_paid_embeddings_cost_per_user(fake, pg_socket):
+    import uuid
+
+    settings = openai_settings(
+        fake, database_url=make_database_url(pg_socket, f"t_cost_{uuid.uuid4().hex[:8]}")
+    )
+    pool = open_pool(settings)
+    try:
+        migrate(pool, *embedding_spec(settings), hnsw_index=False)
+        embedder = make_embedder(settings)
+        store = MemoryStore(pool, embedder)
+        alice, bob = unique_user("alice"), unique_user("bob")
+        store.upsert(alice, "enjoys sailing on the lake in summer")
+        store.upsert(alice, "keeps bees")
+        store.upsert(bob, "collects vinyl records")
+        assert drain(pool, embedder, batch_size=16, duplicate_threshold=1.01).embedded == 3
+        assert [len(r.body["input"]) for r in fake.requests] == [3]  # one batch, two users
+        with pool.transaction() as tx:
+            rows = dict(
+                tx.execute(
+                    "SELECT user_id, sum(input_tokens) FROM usage WHERE kind = 'embedding' "
+                    "AND model = 'text-embedding-3-small' GROUP BY user_id"
+                )
+            )
+            cost = tx.value("SELECT sum(cost_usd) FROM usage WHERE kind = 'embedding'")
+        assert set(rows) == {alice, bob} and rows[alice] > rows[bob]
+        # shared out by text length, rounded per user: the provider's own count, give or take
+        assert abs(sum(rows.values()) - embedder.last_usage_tokens) <= len(rows)
+        assert float(cost) > 0
+    finally:
+        pool.close()
