@@ -19,20 +19,109 @@ import json
 import os
 import sys
 import urllib.parse
-from collections.abc import Iterable, Sequence
-from typing import TextIO
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol, TextIO
 
-from services.agent import Agent, MemoryChanged, TextChunk, ToolUsed, TurnError, TurnFinished
+from services.agent import Agent
 from services.errors import AppError
 from services.memories import MemoryStore
 
 PROMPT = "you> "
+
+Event = dict[str, Any]  # a turn event as JSON (TurnEvent.to_dict() or an SSE data line)
+
+
+class ChatError(Exception):
+    """The turn was refused before it started (bad input, unknown thread, bad key)."""
+
+
+class Session(Protocol):
+    """Where turns run: in this process, or in a running service."""
+
+    def turn(self, thread_id: str | None, message: str) -> Iterator[Event]: ...
+
+    def memories(self) -> list[Event]: ...
+
+
+class LocalSession:
+    def __init__(self, agent: Agent, memories: MemoryStore, user_id: str) -> None:
+        self.agent = agent
+        self.store = memories
+        self.user_id = user_id
+
+    def turn(self, thread_id: str | None, message: str) -> Iterator[Event]:
+        try:
+            events = self.agent.run_turn(self.user_id, thread_id, message)
+        except AppError as error:
+            raise ChatError(error.message) from None
+        return (event.to_dict() for event in events)
+
+    def memories(self) -> list[Event]:
+        page = self.store.list(self.user_id, limit=200)
+        return [{"id": m.id, "content": m.content, "context": m.context} for m in page.items]
+
+
+class HttpSession:
+    """The same two operations over the HTTP API (``--url``), as the key's user."""
+
+    def __init__(self, base_url: str, key: str) -> None:
+        target = urllib.parse.urlsplit(base_url)
+        if target.scheme not in ("http", "https") or not target.hostname:
+            raise SystemExit(f"--url must be http(s)://host[:port], not {base_url!r}")
+        self.target = target
+        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def _request(self, method: str, path: str, body: Event | None = None):
+        kind = http.client.HTTPSConnection if self.target.scheme == "https" else None
+        connection = (kind or http.client.HTTPConnection)(
+            self.target.hostname, self.target.port, timeout=120
+        )
+        connection.request(method, path, None if body is None else json.dumps(body), self.headers)
+        response = connection.getresponse()
+        if response.status >= 400:
+            error = json.loads(response.read() or b"{}").get("error", {})
+            connection.close()
+            raise ChatError(error.get("message", response.reason))
+        return connection, response
+
+    def turn(self, thread_id: str | None, message: str) -> Iterator[Event]:
+        body: Event = {"message": message, "stream": True}
+        if thread_id:
+            body["thread_id"] = thread_id
+        connection, response = self._request("POST", "/v1/chat", body)
+        return _sse_events(connection, response)
+
+    def memories(self) -> list[Event]:
+        connection, response = self._request("GET", "/v1/memories?limit=200")
+        try:
+            return json.loads(response.read())["items"]
+        finally:
+            connection.close()
+
+
+def _sse_events(connection: http.client.HTTPConnection, response: Any) -> Iterator[Event]:
+    try:
+        while line := response.readline():
+            if line.startswith(b"data: "):
+                yield json.loads(line[len(b"data: ") :])
+    finally:
+        connection.close()
 
 
 def run_chat(
     agent: Agent,
     memories: MemoryStore,
     user_id: str,
+    lines: Iterable[str],
+    out: TextIO,
+    **options: Any,
+) -> str | None:
+    """The chat loop in-process (see ``chat_loop``)."""
+    return chat_loop(LocalSession(agent, memories, user_id), lines, out, **options)
+
+
+def chat_loop(
+    session: Session,
     lines: Iterable[str],
     out: TextIO,
     *,
@@ -51,171 +140,62 @@ def run_chat(
         if line == "/new":
             thread_id = None
             out.write("(new thread)\n")
-        elif line == "/memories":
-            list_memories(memories, user_id, out)
         elif line:
-            thread_id = chat_turn(agent, user_id, thread_id, line, out, show_memories, verbose)
+            try:
+                if line == "/memories":
+                    print_memories(session.memories(), out)
+                else:
+                    events = session.turn(thread_id, line)
+                    thread_id = print_turn(events, out, show_memories, verbose) or thread_id
+            except ChatError as error:
+                out.write(f"error: {error}\n")
         out.write(prompt)
         out.flush()
     out.write("\n")
     return thread_id
 
 
-def chat_turn(
-    agent: Agent,
-    user_id: str,
-    thread_id: str | None,
-    message: str,
-    out: TextIO,
-    show_memories: bool,
-    verbose: bool,
+def print_turn(
+    events: Iterable[Event], out: TextIO, show_memories: bool, verbose: bool
 ) -> str | None:
-    try:
-        events = agent.run_turn(user_id, thread_id, message)
-    except AppError as error:
-        out.write(f"error: {error.message}\n")
-        return thread_id
+    """Write a turn's events as they arrive; returns the thread id from the final event."""
     out.write("bot> ")
+    thread_id = None
     for event in events:
-        if isinstance(event, TextChunk):
-            out.write(event.text)
+        kind = event["type"]
+        if kind == "text":
+            out.write(event["text"])
             out.flush()
-        elif isinstance(event, MemoryChanged) and show_memories:
-            out.write(f"\n  [memory {event.action}: {event.content} ({event.memory_id})]\n")
-        elif isinstance(event, ToolUsed) and verbose and not event.ok:
-            out.write(f"\n  [tool {event.name} refused: {event.error}]\n")
-        elif isinstance(event, TurnError):
-            out.write(f"\n  [error: {event.message}]")
-        elif isinstance(event, TurnFinished):
+        elif kind == "memory" and show_memories:
+            out.write(
+                f"\n  [memory {event['action']}: {event['content']} ({event['memory_id']})]\n"
+            )
+        elif kind == "tool" and verbose and not event["ok"]:
+            out.write(f"\n  [tool {event['name']} refused: {event['error']}]\n")
+        elif kind == "error":
+            out.write(f"\n  [error: {event['message']}]")
+        elif kind == "final":
             out.write("\n")
-            if event.offline:
+            if event["offline"]:
                 out.write("  [offline: no language model answered]\n")
             if verbose:
-                lat = event.latency
+                usage, latency = event["usage"], event["latency"]
                 out.write(
-                    f"  [{event.provider}/{event.model} in={event.usage.input_tokens} "
-                    f"out={event.usage.output_tokens} ${event.cost_usd:.5f} "
-                    f"total={lat.total_ms:.0f}ms llm={lat.llm_ms:.0f}ms "
-                    f"overhead={lat.overhead_ms:.1f}ms thread={event.thread_id}]\n"
+                    f"  [{event['provider']}/{event['model']} in={usage['input_tokens']} "
+                    f"out={usage['output_tokens']} ${event['cost_usd']:.5f} "
+                    f"total={latency['total_ms']:.0f}ms llm={latency['llm_ms']:.0f}ms "
+                    f"overhead={latency['overhead_ms']:.1f}ms thread={event['thread_id']}]\n"
                 )
-            thread_id = event.thread_id
+            thread_id = event["thread_id"]
     return thread_id
 
 
-class HttpChat:
-    """The chat loop's two operations over the HTTP API, for ``--url``."""
-
-    def __init__(self, base_url: str, key: str) -> None:
-        target = urllib.parse.urlsplit(base_url)
-        if target.scheme not in ("http", "https") or not target.hostname:
-            raise SystemExit(f"--url must be http(s)://host[:port], not {base_url!r}")
-        self.target = target
-        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-
-    def _connection(self) -> http.client.HTTPConnection:
-        kind = (
-            http.client.HTTPSConnection
-            if self.target.scheme == "https"
-            else (http.client.HTTPConnection)
-        )
-        return kind(self.target.hostname, self.target.port, timeout=120)
-
-    def turn(
-        self,
-        thread_id: str | None,
-        message: str,
-        out: TextIO,
-        show_memories: bool,
-        verbose: bool,
-    ) -> str | None:
-        body: dict[str, object] = {"message": message, "stream": True}
-        if thread_id:
-            body["thread_id"] = thread_id
-        connection = self._connection()
-        try:
-            connection.request("POST", "/v1/chat", json.dumps(body), self.headers)
-            response = connection.getresponse()
-            if response.status != 200:
-                error = json.loads(response.read() or b"{}").get("error", {})
-                out.write(f"error: {error.get('message', response.reason)}\n")
-                return thread_id
-            out.write("bot> ")
-            while line := response.readline():
-                if not line.startswith(b"data: "):
-                    continue
-                event = json.loads(line[len(b"data: ") :])
-                if event["type"] == "text":
-                    out.write(event["text"])
-                    out.flush()
-                elif event["type"] == "memory" and show_memories:
-                    out.write(
-                        f"\n  [memory {event['action']}: {event['content']} "
-                        f"({event['memory_id']})]\n"
-                    )
-                elif event["type"] == "error":
-                    out.write(f"\n  [error: {event['message']}]")
-                elif event["type"] == "final":
-                    out.write("\n")
-                    if event["offline"]:
-                        out.write("  [offline: no language model answered]\n")
-                    if verbose:
-                        out.write(
-                            f"  [{event['provider']}/{event['model']} "
-                            f"${event['cost_usd']:.5f} thread={event['thread_id']}]\n"
-                        )
-                    thread_id = event["thread_id"]
-        finally:
-            connection.close()
-        return thread_id
-
-    def memories(self, out: TextIO) -> None:
-        connection = self._connection()
-        try:
-            connection.request("GET", "/v1/memories?limit=200", headers=self.headers)
-            page = json.loads(connection.getresponse().read())
-        finally:
-            connection.close()
-        if not page.get("items"):
-            out.write("(no memories)\n")
-        for memory in page.get("items", []):
-            context = f" — {memory['context']}" if memory.get("context") else ""
-            out.write(f"  {memory['id']}  {memory['content']}{context}\n")
-
-
-def run_http_chat(
-    client: HttpChat,
-    lines: Iterable[str],
-    out: TextIO,
-    *,
-    thread_id: str | None = None,
-    show_memories: bool = False,
-    verbose: bool = False,
-    prompt: str = PROMPT,
-) -> str | None:
-    out.write(prompt)
-    out.flush()
-    for raw in lines:
-        line = raw.strip()
-        if line in ("/quit", "/exit"):
-            break
-        if line == "/new":
-            thread_id = None
-        elif line == "/memories":
-            client.memories(out)
-        elif line:
-            thread_id = client.turn(thread_id, line, out, show_memories, verbose)
-        out.write(prompt)
-        out.flush()
-    return thread_id
-
-
-def list_memories(memories: MemoryStore, user_id: str, out: TextIO) -> None:
-    page = memories.list(user_id, limit=200)
-    if not page.items:
+def print_memories(memories: list[Event], out: TextIO) -> None:
+    if not memories:
         out.write("(no memories)\n")
-    for memory in page.items:
-        context = f" — {memory.context}" if memory.context else ""
-        out.write(f"  {memory.id}  {memory.content}{context}\n")
+    for memory in memories:
+        context = f" — {memory['context']}" if memory.get("context") else ""
+        out.write(f"  {memory['id']}  {memory['content']}{context}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.key:
             parser.error("--url needs --key (or MEMORY_AGENT_KEY)")
         try:
-            run_http_chat(
-                HttpChat(args.url, args.key),
+            chat_loop(
+                HttpSession(args.url, args.key),
                 sys.stdin,
                 sys.stdout,
                 thread_id=args.thread,
@@ -263,7 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = build_runtime(settings)
     try:
         if args.command == "memories":
-            list_memories(runtime.memories, args.user, sys.stdout)
+            print_memories(
+                LocalSession(runtime.agent, runtime.memories, args.user).memories(), sys.stdout
+            )
             return 0
         assert runtime.agent is not None
         run_chat(
