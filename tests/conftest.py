@@ -159,7 +159,7 @@ def redis_server():
 class Gunicorn:
     """``gunicorn --config gunicorn.conf.py main:app`` in a subprocess, as Cloud Run runs it."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], wait: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         root = Path(__file__).resolve().parent.parent
@@ -174,9 +174,10 @@ class Gunicorn:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self._wait_until_serving()
+        if wait:  # else the caller does other start-up work first, then waits
+            self.wait_until_serving()
 
-    def _wait_until_serving(self, timeout: float = 60) -> None:
+    def wait_until_serving(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

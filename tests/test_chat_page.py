@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +25,7 @@ from selenium.webdriver.common.by import By
 
 from services.auth import ApiKeyStore
 from services.db import open_pool
-from tests.conftest import free_port
+from tests.conftest import Gunicorn
 from tests.fakes.llm_server import FakeLLMServer, Reply, ToolUse
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -49,54 +47,30 @@ def llm():
 
 
 @pytest.fixture(scope="module")
-def gunicorn(database_url, llm, tmp_path_factory):
+def gunicorn(database_url, llm):
     """``gunicorn main:app`` as Cloud Run runs it, started (not yet ready: see ``server``)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "DATABASE_URL": database_url,
-        "ANTHROPIC_API_KEY": "sk-ant-test",
-        "ANTHROPIC_BASE_URL": llm.anthropic_base_url,
-        "LLM_PROVIDERS": "anthropic",
-        "EMBED_IN_PROCESS": "false",
-        "GUNICORN_THREADS": "8",
-        "RATE_LIMIT_PER_MINUTE": "100000",
-        "RATE_LIMIT_BURST": "1000",
-    }
-    env.pop("REDIS_URL", None)
-    log = tmp_path_factory.mktemp("gunicorn") / "stderr.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "main:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    process.base_url = f"http://127.0.0.1:{port}"
-    process.log = log
-    yield process
-    process.terminate()
-    process.wait(30)
+    server = Gunicorn(
+        {
+            "DATABASE_URL": database_url,
+            "ANTHROPIC_API_KEY": "sk-ant-test",
+            "ANTHROPIC_BASE_URL": llm.anthropic_base_url,
+            "LLM_PROVIDERS": "anthropic",
+            "EMBED_IN_PROCESS": "false",
+            "RATE_LIMIT_PER_MINUTE": "100000",
+            "RATE_LIMIT_BURST": "1000",
+            "REDIS_URL": "",
+        },
+        wait=False,
+    )
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
 def server(gunicorn, browser) -> str:
-    """The base URL once gunicorn answers /readyz; Chromium starts while gunicorn imports."""
-    deadline = time.monotonic() + 60
-    while True:
-        if gunicorn.poll() is not None:
-            pytest.fail(f"gunicorn exited: {gunicorn.log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{gunicorn.base_url}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return gunicorn.base_url
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail("gunicorn did not become ready in 60 s")
-        time.sleep(0.1)
+    """The base URL once gunicorn serves; Chromium starts while gunicorn imports."""
+    gunicorn.wait_until_serving()
+    return gunicorn.url
 
 
 @pytest.fixture(scope="module")
