@@ -35,9 +35,10 @@ import psutil
 
 from services.auth import ApiKeyStore
 from services.config import Settings
-from services.db import embedded_socket, ensure_database, open_pool, start_embedded_server
+from services.db import embedded_socket, open_pool, start_embedded_server
 from services.embeddings import embedding_spec
 from services.migrate import migrate
+from tests.conftest import free_port, make_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -66,14 +67,6 @@ def summary(values: list[float]) -> dict[str, float]:
         "p99": percentile(values, 0.99),
         "n": len(values),
     }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(url: str, timeout: float = 120) -> float:
@@ -173,11 +166,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="service-bench-"))
     server = start_embedded_server(workdir / "pg")
-    socket_path = embedded_socket(server)
-    database = f"bench_{uuid.uuid4().hex[:8]}"
-    ensure_database(socket_path, database)
-    socket_dir, _, name = socket_path.rpartition("/")
-    url = f"postgresql://postgres@localhost:{name.rsplit('.', 1)[-1]}/{database}?host={socket_dir}"
+    url = make_database_url(embedded_socket(server), f"bench_{uuid.uuid4().hex[:8]}")
     settings = Settings(database_url=url, embed_in_process=False)
     pool = open_pool(settings)
     migrate(pool, *embedding_spec(settings), settings.hnsw_index)

