@@ -27,7 +27,6 @@ from .common import (
     Done,
     Message,
     ModelChain,
-    ModelNotFoundError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
@@ -85,27 +84,7 @@ class AnthropicProvider:
         )
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
-        last: ModelNotFoundError | None = None
-        for model in self.models.candidates(request.model):
-            try:
-                yield from self._stream_model(request, model)
-                return
-            except ModelNotFoundError as exc:
-                self.models.retire(model)
-                self.log.warning(
-                    "anthropic model %s not found (%s); moving to the next configured model",
-                    model,
-                    exc,
-                )
-                last = exc
-        raise ModelNotFoundError(
-            f"no configured anthropic model is available (tried/retired: "
-            f"{', '.join(sorted(self.models.retired)) or 'none'})"
-            + (f"; last error: {last}" if last else ""),
-            provider=PROVIDER,
-            model=request.model or (self.models.models[0]),
-            status=404,
-        )
+        return self.models.stream(PROVIDER, request, self._stream_model, self.log)
 
     def build_params(self, request: ChatRequest, model: str) -> dict[str, Any]:
         """The keyword arguments for ``client.messages.create`` (minus ``stream``)."""

@@ -346,3 +346,35 @@ class ModelChain:
     def current(self) -> str | None:
         live = self.candidates()
         return live[0] if live else None
+
+    def stream(
+        self,
+        provider: str,
+        request: ChatRequest,
+        stream_model: Callable[[ChatRequest, str], Iterator[StreamEvent]],
+        log: Any,
+    ) -> Iterator[StreamEvent]:
+        """Stream from the first live model; one the API says does not exist is retired
+        (for the life of the process) and the next one is tried."""
+        last: ModelNotFoundError | None = None
+        for model in self.candidates(request.model):
+            try:
+                yield from stream_model(request, model)
+                return
+            except ModelNotFoundError as exc:
+                self.retire(model)
+                log.warning(
+                    "%s model %s not found (%s); moving to the next configured model",
+                    provider,
+                    model,
+                    exc,
+                )
+                last = exc
+        raise ModelNotFoundError(
+            f"no configured {provider} model is available (tried/retired: "
+            f"{', '.join(sorted(self.retired)) or 'none'})"
+            + (f"; last error: {last}" if last else ""),
+            provider=provider,
+            model=request.model or self.models[0],
+            status=404,
+        )

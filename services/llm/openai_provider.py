@@ -21,7 +21,6 @@ from .common import (
     Done,
     Message,
     ModelChain,
-    ModelNotFoundError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
@@ -93,27 +92,7 @@ class OpenAIProvider:
         )
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
-        last: ModelNotFoundError | None = None
-        for model in self.models.candidates(request.model):
-            try:
-                yield from self._stream_model(request, model)
-                return
-            except ModelNotFoundError as exc:
-                self.models.retire(model)
-                self.log.warning(
-                    "%s model %s not found (%s); moving to the next configured model",
-                    self.name,
-                    model,
-                    exc,
-                )
-                last = exc
-        raise ModelNotFoundError(
-            f"no configured {self.name} model is available"
-            + (f"; last error: {last}" if last else ""),
-            provider=self.name,
-            model=request.model or self.models.models[0],
-            status=404,
-        )
+        return self.models.stream(self.name, request, self._stream_model, self.log)
 
     def build_params(self, request: ChatRequest, model: str) -> dict[str, Any]:
         """The keyword arguments for ``client.chat.completions.create``."""
