@@ -38,7 +38,7 @@ from services.config import Settings
 from services.db import embedded_socket, open_pool, start_embedded_server
 from services.embeddings import embedding_spec
 from services.migrate import migrate
-from tests.conftest import free_port, make_database_url
+from tests.processes import free_port, make_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"

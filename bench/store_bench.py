@@ -33,7 +33,7 @@ from services.migrate import migrate
 from services.outbox import drain
 from services.runtime import connect_redis
 from services.threads import ChatMessage, ThreadStore
-from tests.conftest import RedisServer, redis_binary
+from tests.processes import RedisServer, redis_binary
 
 OUT = Path(__file__).resolve().parent / "out"
 DIM = 384

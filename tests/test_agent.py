@@ -34,8 +34,8 @@ from services.llm.anthropic_provider import CARD_MODEL, SUCCESSOR_MODEL
 from services.llm.pricing import PRICES
 from services.threads import ThreadStore
 from services.usage import UsageRecorder
-from tests.conftest import unique_user
 from tests.fakes.llm_server import Failure, FakeLLMServer, Reply, ToolUse
+from tests.processes import unique_user
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

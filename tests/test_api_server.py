@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 import pytest
 
 from services.auth import ApiKeyStore
-from tests.conftest import Gunicorn
 from tests.fakes.llm_server import FakeLLMServer, Reply
+from tests.processes import Gunicorn
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -11,7 +11,7 @@ import pytest
 
 from services.app import create_app
 from services.config import Settings
-from tests.conftest import Gunicorn
+from tests.processes import Gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 

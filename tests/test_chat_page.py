@@ -25,8 +25,8 @@ from selenium.webdriver.common.by import By
 
 from services.auth import ApiKeyStore
 from services.db import open_pool
-from tests.conftest import Gunicorn
 from tests.fakes.llm_server import FakeLLMServer, Reply, ToolUse
+from tests.processes import Gunicorn
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

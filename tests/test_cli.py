@@ -15,8 +15,8 @@ from services.cli import run_chat
 from services.llm import AnthropicProvider, OfflineProvider, Router
 from services.threads import ThreadStore
 from services.usage import UsageRecorder
-from tests.conftest import unique_user
 from tests.fakes.llm_server import FakeLLMServer, Reply, ToolUse
+from tests.processes import unique_user
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ def test_cli_process_chats_over_stdin(fake, database_url, tmp_path):
 
 def test_cli_chats_with_a_running_service_over_http(fake, database_url, pool, tmp_path):
     from services.auth import ApiKeyStore
-    from tests.conftest import Gunicorn
+    from tests.processes import Gunicorn
 
     server = Gunicorn(
         {

@@ -32,9 +32,9 @@ from services.retention import (
     set_policy,
 )
 from services.threads import ThreadStore
-from tests.conftest import unique_user
 from tests.fakes.gcs_server import FakeGcsServer
 from tests.fakes.pubsub_server import FakePubSubServer
+from tests.processes import unique_user
 
 BUCKET = "memory-agent-archive-test"
 TOPIC = "projects/test-project/topics/memory-written"

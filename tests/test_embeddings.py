@@ -12,8 +12,8 @@ from services.embeddings import EmbeddingError, OpenAIEmbedder, embedding_spec, 
 from services.memories import MemoryStore
 from services.migrate import migrate
 from services.outbox import drain
-from tests.conftest import make_database_url, unique_user
 from tests.fakes.llm_server import Failure, FakeLLMServer
+from tests.processes import make_database_url, unique_user
 
 
 @pytest.fixture

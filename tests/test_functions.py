@@ -27,7 +27,7 @@ from services.embeddings import EmbeddingError
 from services.memories import MemoryStore
 from services.runtime import Runtime
 from services.threads import ThreadStore
-from tests.conftest import free_port, unique_user
+from tests.processes import free_port, unique_user
 from tests.test_oidc import AUDIENCE, SCHEDULER, LocalIssuer
 
 ROOT = Path(__file__).resolve().parent.parent

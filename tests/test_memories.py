@@ -11,7 +11,7 @@ from services.embeddings import duplicate_threshold
 from services.errors import Conflict, InvalidInput, NotFound
 from services.memories import NewMemory
 from services.outbox import drain
-from tests.conftest import unique_user
+from tests.processes import unique_user
 
 
 def embed_all(pool, embedder) -> int:

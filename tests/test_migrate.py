@@ -13,7 +13,7 @@ import pytest
 from services.config import Settings
 from services.db import open_pool
 from services.migrate import EmbeddingModelMismatch, migrate, migration_files
-from tests.conftest import make_database_url
+from tests.processes import make_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 

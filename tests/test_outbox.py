@@ -9,7 +9,7 @@ import pytest
 from services.embeddings import EmbeddingError
 from services.memories import NewMemory
 from services.outbox import drain
-from tests.conftest import unique_user
+from tests.processes import unique_user
 
 
 class CountingEmbedder:

@@ -18,7 +18,7 @@ from services.privacy import (
     request_deletion,
 )
 from services.threads import ChatMessage, ThreadStore
-from tests.conftest import free_port, unique_user
+from tests.processes import free_port, unique_user
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from services.reflection import ReflectionConfig, Reflector
 from services.runtime import Runtime
 from services.threads import ChatMessage, ThreadStore
 from services.usage import UsageRecorder
-from tests.conftest import unique_user
 from tests.fakes.llm_server import Failure, FakeLLMServer, Reply, ToolUse
+from tests.processes import unique_user
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

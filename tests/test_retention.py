@@ -25,7 +25,7 @@ from services.retention import (
     set_policy,
 )
 from services.threads import ChatMessage, ThreadStore
-from tests.conftest import unique_user
+from tests.processes import unique_user
 
 # Defaults that touch nobody: each test opts its own users in through overrides.
 INERT = RetentionPolicy(

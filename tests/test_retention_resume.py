@@ -8,7 +8,7 @@ import threading
 from services.archive import LocalArchive
 from services.retention import RetentionJob, RetentionPolicy, run_retention, set_policy
 from services.threads import ThreadStore
-from tests.conftest import unique_user
+from tests.processes import unique_user
 
 POLICY = RetentionPolicy(
     max_age_days=0, max_count=2, importance_floor=1.01, archive_after_days=0, thread_idle_days=0

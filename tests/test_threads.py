@@ -7,7 +7,7 @@ import pytest
 from services.errors import InvalidInput, NotFound
 from services.runtime import connect_redis
 from services.threads import ChatMessage, RedisGuard, ThreadStore
-from tests.conftest import unique_user
+from tests.processes import unique_user
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from services.llm import Usage
 from services.usage import UsageRecord, UsageRecorder, build_report, format_report, main
-from tests.conftest import unique_user
+from tests.processes import unique_user
 
 DAY1 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
