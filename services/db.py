@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pg8000.dbapi
 from pg8000.converters import make_params, timestamp_in, timestamptz_in
+from pg8000.core import SYNC_MSG, Context, _flush, _write
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from services.config import Settings
@@ -101,10 +102,7 @@ class Tx:
         self._pool = pool
         self.conn = conn
         self._started = False
-        # Sent with BEGIN in one round trip: the user row-level security confines us to.
-        self._begin = "BEGIN"
-        if user_id is not None:
-            self._begin += f"; SELECT set_config('app.user_id', {sql_literal(user_id)}, true)"
+        self._begin = begin_statement(user_id)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         try:
@@ -138,6 +136,15 @@ class Tx:
         return [] if context.rows is None else [tuple(row) for row in context.rows]
 
 
+def begin_statement(user_id: str | None, read_only: bool = False) -> str:
+    """BEGIN, plus (sent with it, one round trip) the user row-level security confines
+    the transaction to."""
+    begin = "BEGIN READ ONLY" if read_only else "BEGIN"
+    if user_id is not None:
+        begin += f"; SELECT set_config('app.user_id', {sql_literal(user_id)}, true)"
+    return begin
+
+
 class Statements:
     """The server-side prepared statements of one connection, keyed by SQL text.
 
@@ -159,6 +166,37 @@ class Statements:
         # With the 'format' paramstyle the values bind in the order given.
         values = make_params(self._conn.py_types, params)
         return self._conn.execute_named(name, values, columns, input_funcs, statement)
+
+    def run_alone(self, begin: str, sql: str, params: Sequence[Any]) -> Any:
+        """``begin``, the statement and COMMIT, written together and read back together:
+        one round trip instead of three. PostgreSQL runs the messages in order, and if the
+        statement fails, the COMMIT after it rolls back."""
+        entry = self._prepared.get(sql) or self._prepare(sql, params)
+        name, columns, input_funcs, statement = entry
+        values = make_params(self._conn.py_types, params)
+        conn = self._conn
+        conn.send_QUERY(begin)
+        conn.send_BIND(name, values)
+        conn.send_EXECUTE()
+        _write(conn._sock, SYNC_MSG)  # the statement's results end here
+        conn.send_QUERY("COMMIT")
+        _flush(conn._sock)
+        contexts = [
+            Context(begin),
+            Context(columns=columns, input_funcs=input_funcs, statement=statement),
+            Context("COMMIT"),
+        ]
+        first_error: Exception | None = None
+        for context in contexts:  # read every reply, or the next user of the socket would
+            try:
+                conn.handle_messages(context)
+            except Exception as error:
+                first_error = first_error or error
+                if is_connection_lost(error):
+                    break
+        if first_error is not None:
+            raise first_error
+        return contexts[1]
 
     def _prepare(self, sql: str, params: Sequence[Any]) -> tuple[bytes, Any, Any, str]:
         if len(self._prepared) >= self._limit:
@@ -208,6 +246,29 @@ class Pool:
                 raise
             finally:
                 self._release(tx.conn)
+
+    def read(self, sql: str, params: Sequence[Any], user_id: str | None = None) -> list[tuple]:
+        """One read-only statement in its own transaction, in one round trip (a per-user
+        search is otherwise three: BEGIN, the statement, COMMIT). Being read-only, it is
+        retried once on a fresh connection if the first one turns out to be dead."""
+        begin = begin_statement(user_id, read_only=True)
+        with self._checkout() as conn:
+            try:
+                try:
+                    context = self.statements(conn).run_alone(begin, sql, params)
+                except Exception as error:
+                    if not is_connection_lost(error):
+                        raise
+                    log.warning("database connection lost before use; reconnecting")
+                    self.discard(conn)
+                    conn = self.connect()
+                    context = self.statements(conn).run_alone(begin, sql, params)
+            except BaseException as error:
+                self._rollback_quietly(conn, error)
+                raise
+            finally:
+                self._release(conn)
+        return [] if context.rows is None else [tuple(row) for row in context.rows]
 
     @contextmanager
     def connection(self) -> Iterator[pg8000.dbapi.Connection]:

@@ -497,16 +497,17 @@ class MemoryStore:
             vector_text = to_pgvector(check_vector(query_vector, self.embedder.dim, "query"))
         text_query = lexical.query(query) if mode != "vector" else None
         candidates = max(limit * 4, 40)
-        with self.pool.transaction(user_id) as tx:
-            large = self._uses_ann(tx, user_id, namespace)
-            if large:
-                tx.execute("SET LOCAL hnsw.iterative_scan = 'relaxed_order'")
-            scope = [user_id, namespace, json.dumps(metadata_filter or {})]
-            rows = tx.execute(
-                _search_sql(large),
-                [vector_text, text_query, *scope, *(scope if large else []), candidates]
-                + [candidates, limit],
-            )
+        scope = [user_id, namespace, json.dumps(metadata_filter or {})]
+        params = [vector_text, text_query, *scope, candidates, candidates, limit]
+        if not self.limits.hnsw_index:
+            rows = self.pool.read(_search_sql(False), params, user_id)
+        else:
+            with self.pool.transaction(user_id) as tx:
+                large = self._uses_ann(tx, user_id, namespace)
+                if large:
+                    tx.execute("SET LOCAL hnsw.iterative_scan = 'relaxed_order'")
+                    params = [*params[:5], *scope, *params[5:]]
+                rows = tx.execute(_search_sql(large), params)
         hits = [
             SearchHit(
                 memory=_memory(row[:16]),
@@ -806,15 +807,21 @@ def _search_sql(approximate: bool) -> str:
     # with the user as a post-filter. Namespaces above HNSW_MIN_ROWS (when the index
     # exists) rank vectors through HNSW with pgvector's iterative scan instead.
     vector_source = (
-        f"""SELECT m.id, m.embedding <=> q.v AS distance FROM memories m, q
+        f"""SELECT m.id, m.importance, m.updated_at, m.embedding <=> q.v AS distance
+            FROM memories m, q
             WHERE m.user_id = %s AND m.namespace = %s AND m.metadata @> %s::jsonb
               AND m.embedding IS NOT NULL AND {_ALIVE} AND q.v IS NOT NULL
             ORDER BY m.embedding <=> q.v LIMIT %s"""
         if approximate
-        else """SELECT mine.id, mine.embedding <=> q.v AS distance FROM mine, q
-            WHERE mine.embedding IS NOT NULL AND q.v IS NOT NULL
+        else """SELECT mine.id, mine.importance, mine.updated_at,
+                mine.embedding <=> q.v AS distance
+            FROM mine, q WHERE mine.embedding IS NOT NULL AND q.v IS NOT NULL
             ORDER BY mine.embedding <=> q.v LIMIT %s"""
     )
+    # Each ranking carries the tie-breaking columns, so fusing them is one hash join of
+    # two short lists (joining back to ``mine`` made the planner loop over 40 x 50 rows).
+    # Equal fused scores are common (vector rank r alone = lexical rank r alone): the
+    # closer vector match wins, so results do not depend on row order or random ids.
     return f"""
         WITH q AS (SELECT %s::vector AS v, to_tsquery('{lexical.TEXT_SEARCH_CONFIG}', %s) AS t),
         mine AS MATERIALIZED (
@@ -822,27 +829,31 @@ def _search_sql(approximate: bool) -> str:
             WHERE m.user_id = %s AND m.namespace = %s AND m.metadata @> %s::jsonb AND {_ALIVE}
         ),
         vec AS (
-            SELECT id, row_number() OVER (ORDER BY distance) AS rank, 1 - distance AS similarity
+            SELECT id, importance, updated_at, 1 - distance AS similarity,
+                row_number() OVER (ORDER BY distance) AS rank
             FROM ({vector_source}) AS nearest
         ),
         lex AS (
-            SELECT mine.id, row_number() OVER (ORDER BY ts_rank_cd(mine.tsv, q.t) DESC) AS rank
+            SELECT mine.id, mine.importance, mine.updated_at,
+                row_number() OVER (ORDER BY ts_rank_cd(mine.tsv, q.t) DESC) AS rank
             FROM mine, q WHERE q.t IS NOT NULL AND mine.tsv @@ q.t
             ORDER BY ts_rank_cd(mine.tsv, q.t) DESC LIMIT %s
         ),
         fused AS (  -- ranked and cut before fetching whole rows: 10 lookups, not 40
-            SELECT mine.id, vec.rank AS vector_rank, lex.rank AS lexical_rank, vec.similarity,
+            SELECT COALESCE(vec.id, lex.id) AS id, vec.rank AS vector_rank,
+                lex.rank AS lexical_rank, vec.similarity,
                 COALESCE(1.0 / ({RRF_K} + vec.rank), 0)
                     + COALESCE(1.0 / ({RRF_K} + lex.rank), 0) AS score,
-                mine.importance, mine.updated_at
+                COALESCE(vec.importance, lex.importance) AS importance,
+                COALESCE(vec.updated_at, lex.updated_at) AS updated_at
             FROM vec FULL OUTER JOIN lex ON vec.id = lex.id
-            JOIN mine ON mine.id = COALESCE(vec.id, lex.id)
-            ORDER BY score DESC, mine.importance DESC, mine.updated_at DESC
+            ORDER BY score DESC, vector_rank, importance DESC, updated_at DESC, id
             LIMIT %s
         )
         SELECT {_COLUMNS}, fused.vector_rank, fused.lexical_rank, fused.similarity, fused.score
         FROM fused JOIN memories m ON m.id = fused.id
-        ORDER BY fused.score DESC, fused.importance DESC, fused.updated_at DESC
+        ORDER BY fused.score DESC, fused.vector_rank, fused.importance DESC,
+            fused.updated_at DESC, fused.id
     """
 
 

@@ -10,7 +10,7 @@ from pg8000.exceptions import DatabaseError
 from services.db import APP_ROLE, JOBS_ROLE, open_pool
 from services.memories import MemoryStore
 from services.threads import ChatMessage, ThreadStore
-from tests.conftest import unique_user
+from tests.processes import unique_user
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +125,11 @@ def test_user_ids_with_quotes_scope_the_transaction_exactly(app_pool, embedder, 
     store.upsert(user, "mine alone", key="k")
     with app_pool.transaction(user) as tx:
         assert tx.execute("SELECT DISTINCT user_id FROM memories") == [(user,)]
+
+
+def test_a_one_round_trip_read_is_scoped_to_its_user(app_pool, two_users):
+    alice, bob = two_users
+    sql = "SELECT user_id FROM memories WHERE key = %s"
+    assert {row[0] for row in app_pool.read(sql, ["diary"], alice)} == {alice}
+    assert {row[0] for row in app_pool.read(sql, ["diary"], bob)} == {bob}
+    assert app_pool.read(sql, ["diary"]) == []  # no user named: nothing at all
