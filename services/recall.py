@@ -15,10 +15,13 @@ nothing useful. This module handles those three things:
 * **Queries** (``lexical_query``, ``strip_names``): the participants' names are taken out of
   the question (they match greetings, "Hi Anna!", not facts), for the vector side too, and
   question words (English and Chinese) out of the lexical side.
-* **Reranking** (``rerank``): weighted reciprocal-rank fusion of the two per-mode rankings
-  from the store, a bonus for turns said by the person the question names, and optional
-  bonuses for turns next to strong hits and, on "when" questions, for turns with a time
-  expression.
+* **Reranking** (``rerank``): weighted reciprocal-rank fusion of the per-mode rankings from
+  the store, plus, when the question names one participant, a vector ranking over that
+  person's turns only (it reaches past greetings and other people's talk on the topic); a
+  bonus for turns said by the person named; the answer-follows-question rule (a turn that
+  is a question matches a question well but rarely answers it: it is demoted, and the other
+  speaker's next turn inherits part of its score); optional bonuses for turns next to
+  strong hits and, on "when" questions, for turns with a time expression.
 
 It reads through ``MemoryStore.search`` only, so it works on any memories: those without
 turn metadata simply get no speaker or neighbour bonus.
@@ -272,6 +275,13 @@ _EN_TEMPORAL = re.compile(
 _ZH_TEMPORAL = re.compile(r"什么时候|哪天|哪一天|哪年|几月|几号|多久以前")
 
 
+_ASKS = re.compile(r"[?？]\s*$|[吗呢]\W*$")
+
+
+def _is_question(text: str) -> bool:
+    return bool(_ASKS.search(text.strip()))
+
+
 def is_temporal(question: str) -> bool:
     return bool(_EN_TEMPORAL.search(question) or _ZH_TEMPORAL.search(question))
 
@@ -319,6 +329,8 @@ def lexical_query(question: str, names: Sequence[str] = ()) -> str:
 
 @dataclass(frozen=True)
 class RecallConfig:
+    """The defaults are the measured best on the synthetic set (docs/BENCHMARKS.md)."""
+
     candidates: int = 50  # per mode, from the store
     rrf_k: int = 60
     vector_weight: float = 1.0
@@ -326,7 +338,10 @@ class RecallConfig:
     rewrite_query: bool = True
     strip_names: bool = True  # participants' names match greetings, not facts
     speaker_bonus: float = 0.3  # score share added to turns said by a person the query names
-    neighbour_weight: float = 0.0  # share of a neighbour's score a turn inherits
+    speaker_scope_weight: float = 1.0  # a third ranking: vectors over that person's turns only
+    reply_weight: float = 0.3  # share of a matching question's score its answer inherits
+    question_factor: float = 0.6  # score multiplier for turns that are themselves questions
+    neighbour_weight: float = 0.0  # share of either neighbour's score a turn inherits
     temporal_bonus: float = 0.0  # added (as a share of the top score) on "when" questions
 
 
@@ -367,9 +382,11 @@ def search(
             }
         )
     named = named_speakers(query, speakers)
+    stripped_query = query
     if config.strip_names and named:
         stripped = strip_names(query, named)
         if stripped.strip() and stripped != query:
+            stripped_query = stripped
             vector_hits = vector_search(stripped, None)
     text = (
         lexical_query(query, named if config.strip_names else ()) if config.rewrite_query else query
@@ -381,7 +398,27 @@ def search(
         if lexical.query(text)
         else []
     )
-    return rerank(query, vector_hits, lexical_hits, limit=limit, config=config, named=named)
+    scoped_hits: list[SearchHit] = []
+    if config.speaker_scope_weight and len(named) == 1:
+        # Among one person's turns the ranking reaches past greetings and other people's
+        # talk about the same topic, which matters most for questions about that person.
+        scoped_hits = store.search(
+            user_id,
+            stripped_query,
+            namespace=namespace,
+            limit=config.candidates,
+            mode="vector",
+            metadata_filter={"speaker": named[0]},
+        )
+    return rerank(
+        query,
+        vector_hits,
+        lexical_hits,
+        limit=limit,
+        config=config,
+        named=named,
+        scoped_hits=scoped_hits,
+    )
 
 
 def rerank(
@@ -392,8 +429,10 @@ def rerank(
     limit: int,
     config: RecallConfig = RecallConfig(),
     named: Sequence[str] = (),
+    scoped_hits: Sequence[SearchHit] = (),
 ) -> list[SearchHit]:
-    """Fuse the two per-mode rankings and apply the neighbour and temporal bonuses."""
+    """Fuse the per-mode rankings and apply the speaker, reply, neighbour and temporal
+    bonuses."""
     hits: dict[str, SearchHit] = {}
     vector_rank: dict[str, int] = {}
     lexical_rank: dict[str, int] = {}
@@ -403,6 +442,10 @@ def rerank(
     for rank, hit in enumerate(lexical_hits, start=1):
         hits.setdefault(hit.memory.id, hit)
         lexical_rank[hit.memory.id] = rank
+    scoped_rank: dict[str, int] = {}
+    for rank, hit in enumerate(scoped_hits, start=1):
+        hits.setdefault(hit.memory.id, hit)
+        scoped_rank[hit.memory.id] = rank
     base: dict[str, float] = {}
     for memory_id in hits:
         score = 0.0
@@ -410,18 +453,36 @@ def rerank(
             score += config.vector_weight / (config.rrf_k + vector_rank[memory_id])
         if memory_id in lexical_rank:
             score += config.lexical_weight / (config.rrf_k + lexical_rank[memory_id])
+        if memory_id in scoped_rank:
+            score += config.speaker_scope_weight / (config.rrf_k + scoped_rank[memory_id])
         base[memory_id] = score
     if config.speaker_bonus and named:
         for memory_id, hit in hits.items():
             if hit.memory.metadata.get("speaker") in named:
                 base[memory_id] *= 1 + config.speaker_bonus
     final = dict(base)
-    if config.neighbour_weight:
-        slots: dict[tuple[object, object], str] = {}
+    slots: dict[tuple[object, object], str] = {}
+    for memory_id, hit in hits.items():
+        meta = hit.memory.metadata
+        if "session" in meta and "position" in meta:
+            slots[(meta["session"], meta["position"])] = memory_id
+    if config.reply_weight:
+        # A question in the conversation that matches the user's question is rarely the
+        # answer; the other person's next turn usually is.
         for memory_id, hit in hits.items():
             meta = hit.memory.metadata
-            if "session" in meta and "position" in meta:
-                slots[(meta["session"], meta["position"])] = memory_id
+            if "session" not in meta or "position" not in meta:
+                continue
+            asked = slots.get((meta["session"], meta["position"] - 1))
+            if asked is None or hits[asked].memory.metadata.get("speaker") == meta.get("speaker"):
+                continue
+            if _is_question(hits[asked].memory.content):
+                final[memory_id] += config.reply_weight * base[asked]
+    if config.question_factor != 1.0:
+        for memory_id, hit in hits.items():
+            if _is_question(hit.memory.content):
+                final[memory_id] -= (1 - config.question_factor) * base[memory_id]
+    if config.neighbour_weight:
         for memory_id, hit in hits.items():
             meta = hit.memory.metadata
             if "session" not in meta or "position" not in meta:

@@ -13,6 +13,7 @@ from bench.quality import locomo, make_synthetic
 from services import recall
 from services.config import Settings
 from services.llm.factory import build_router
+from services.memories import Memory, SearchHit
 from tests.fakes.llm_server import FakeLLMServer, Reply
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -148,6 +149,48 @@ def test_turns_become_memories_with_speaker_and_metadata():
     assert plain[1].observed_at == when
     assert "Friday 21 April 2023" in with_context[1].context
     assert "Before: Anna: Hi!" in with_context[1].context
+
+
+def _hit(memory_id: str, speaker: str, text: str, position: int, session: str = "1"):
+    when = datetime(2023, 5, 1, tzinfo=UTC)
+    memory = Memory(
+        memory_id, "u", "default", "", f"{speaker}: {text}", "",
+        {"speaker": speaker, "session": session, "position": position},
+        0.5, True, when, when, when, None, 0, None, 1,
+    )  # fmt: skip
+    return SearchHit(memory, 0.0, None, None, None)
+
+
+def test_the_answer_to_a_matching_question_in_the_conversation_moves_up():
+    asked = _hit("q", "Carlos", "Did you bring my teacup?", 4)
+    answer = _hit("a", "Dana", "A celadon one, I'll drop it off tomorrow.", 5)
+    others = [_hit(f"o{i}", "Dana", f"Unrelated remark number {i}.", 10 + i) for i in range(8)]
+    vector = [asked, *others, answer]  # the question matches best; the answer ranks last
+    plain = recall.RecallConfig(reply_weight=0.0, question_factor=1.0)
+    assert [h.memory.id for h in recall.rerank("teacup?", vector, [], limit=3, config=plain)][
+        0
+    ] == "q"
+    ranked = [h.memory.id for h in recall.rerank("teacup?", vector, [], limit=10)]
+    assert ranked.index("a") < ranked.index("o0")  # inherits the question's score
+    assert ranked.index("a") < ranked.index("q")  # and the question itself is demoted
+    # Only the other speaker's next turn is an answer, and only to a question.
+    same_speaker = _hit("s", "Carlos", "Also, the blue one.", 5)
+    ranked = [h.memory.id for h in recall.rerank("x", [asked, *others, same_speaker], [], limit=10)]
+    assert ranked.index("s") > ranked.index("o7")  # no bonus: still below every other turn
+    statement = _hit("q", "Carlos", "I love my teacup.", 4)
+    ranked = [h.memory.id for h in recall.rerank("x", [statement, *others, answer], [], limit=10)]
+    assert ranked[0] == "q" and ranked[-1] == "a"
+
+
+def test_the_named_speakers_own_ranking_is_fused_in():
+    hits = [_hit(f"h{i}", "Ben", f"Remark {i}.", i) for i in range(6)]
+    anna = _hit("anna", "Anna", "About 25 kilometres a week along the river.", 9)
+    vector = [*hits, anna]
+    ranked = [h.memory.id for h in recall.rerank("x", vector, [], limit=10)]
+    assert ranked[-1] == "anna"
+    scoped = [anna]  # first among Anna's turns
+    ranked = [h.memory.id for h in recall.rerank("x", vector, [], limit=10, scoped_hits=scoped)]
+    assert ranked[0] == "anna"
 
 
 def test_answer_scoring():

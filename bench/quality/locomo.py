@@ -320,6 +320,18 @@ ABLATIONS = [
         _recall(replace(OURS, speaker_bonus=0.0)),
     ),
     Method(
+        "ours-scope",
+        "ours without the named speaker's own ranking",
+        "turns",
+        _recall(replace(OURS, speaker_scope_weight=0.0)),
+    ),
+    Method(
+        "ours-reply",
+        "ours without the answer-follows-question rule",
+        "turns",
+        _recall(replace(OURS, reply_weight=0.0, question_factor=1.0)),
+    ),
+    Method(
         "ours+nbr",
         "ours + neighbour bonus 0.3",
         "turns",
