@@ -97,7 +97,8 @@ class Stage:
     users: int
     load_s: dict[str, float]
     index_build_s: dict[str, float]
-    latency: dict[str, Latency]
+    latency: dict[str, Latency]  # first run of each query
+    latency_warm: dict[str, Latency]  # the same query again, the user's rows in memory
     recall_at_10: dict[str, float]
     empty_results: dict[str, int]
     plans: dict[str, list[str]]
@@ -417,80 +418,113 @@ def percentile_latency(samples: list[float]) -> Latency:
 
 
 def measure_stage(bench: Bench, users: list[str], queries: int, seed: int) -> dict[str, Any]:
+    """Each query runs twice in a row: the first run reads the user's rows from wherever they
+    are (at 1M rows, mostly from disk: shared_buffers holds 128 MB and the kernel reclaims
+    cold page cache here), the second finds them in memory, as for a user in a conversation.
+    Every system gets its own users, so none reads pages another has just loaded (our two
+    modes share one table), and the systems take turns going first."""
     rng = np.random.default_rng(seed)
     warmup = 20
-    vectors = random_unit_vectors(rng, queries + warmup)
-    picks = rng.integers(0, len(users), queries + warmup)
-    texts = [f"zq{seed}x{i}" for i in range(queries + warmup)]  # matches no memory's words
+    n = queries + warmup
+    searchers = bench.searchers()
+    names = list(searchers)
+    vectors = random_unit_vectors(rng, n)
+    texts = [f"zq{seed}x{i}" for i in range(n)]  # matches no memory's words
     for text, vector in zip(texts, vectors):
         VECTORS[text] = vector.tolist()
+    order = rng.permutation(len(users))  # users wrap around only in the small stages
+    user_of = {
+        name: [users[order[(k * n + i) % len(users)]] for i in range(n)]
+        for k, name in enumerate(names)
+    }
+    exact: dict[str, list[set[int]]] = {name: [] for name in names}
+    for name in names:
+        for i in range(n):
+            rows = bench.user_rows(user_of[name][i])
+            matrix = np.stack([v for _, _, v in rows])
+            exact[name].append({rows[j][0] for j in np.argsort(-(matrix @ vectors[i]))[:K]})
 
-    exact: list[set[int]] = []
-    for i in range(queries + warmup):
-        rows = bench.user_rows(users[picks[i]])
-        matrix = np.stack([v for _, _, v in rows])
-        order = np.argsort(-(matrix @ vectors[i]))[:K]
-        exact.append({rows[j][0] for j in order})
-
-    searchers = bench.searchers()
-    samples: dict[str, list[float]] = {name: [] for name in searchers}
-    recall: dict[str, list[float]] = {name: [] for name in searchers}
-    empty = dict.fromkeys(searchers, 0)
-    for i in range(queries + warmup):
-        for name, search in searchers.items():  # round-robin: shared noise hits all alike
-            start = time.perf_counter()
-            found = search(users[picks[i]], texts[i], vectors[i])
-            elapsed = (time.perf_counter() - start) * 1000
+    first: dict[str, list[float]] = {name: [] for name in names}
+    warm: dict[str, list[float]] = {name: [] for name in names}
+    recall: dict[str, list[float]] = {name: [] for name in names}
+    empty = dict.fromkeys(names, 0)
+    for i in range(n):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            search, user = searchers[name], user_of[name][i]
+            timings = []
+            for _ in range(2):
+                start = time.perf_counter()
+                found = search(user, texts[i], vectors[i])
+                timings.append((time.perf_counter() - start) * 1000)
             if i < warmup:
                 continue
-            samples[name].append(elapsed)
-            recall[name].append(len(exact[i] & set(found)) / K)
+            first[name].append(timings[0])
+            warm[name].append(timings[1])
+            recall[name].append(len(exact[name][i] & set(found)) / K)
             empty[name] += not found
 
     # Latency only: queries sharing words with the memories ("coffee hiking plans"), as real
     # ones do, so every lexical side has work to do (mem0's keyword search runs over its
-    # global GIN index, then filters by user). Rankings now mix in text, so no recall here.
-    word_vectors = random_unit_vectors(rng, queries + warmup)
-    word_texts = [
-        f"{WORDS[i % 20]} {WORDS[(7 * i + 3) % 20]} plans {seed}x{i}"
-        for i in range(queries + warmup)
-    ]
+    # global GIN index, then filters by user). The users are those above, so their rows are
+    # in memory. Rankings now mix in text, so no recall here.
+    word_vectors = random_unit_vectors(rng, n)
+    word_texts = [f"{WORDS[i % 20]} {WORDS[(7 * i + 3) % 20]} plans {seed}x{i}" for i in range(n)]
     for text, vector in zip(word_texts, word_vectors):
         VECTORS[text] = vector.tolist()
-    word_samples: dict[str, list[float]] = {name: [] for name in searchers}
-    for i in range(queries + warmup):
-        for name, search in searchers.items():
+    word_samples: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(n):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             start = time.perf_counter()
-            search(users[picks[i]], word_texts[i], word_vectors[i])
+            searchers[name](user_of[name][i], word_texts[i], word_vectors[i])
             if i >= warmup:
                 word_samples[name].append((time.perf_counter() - start) * 1000)
     return {
-        "latency": {name: percentile_latency(s) for name, s in samples.items()},
+        "latency": {name: percentile_latency(s) for name, s in first.items()},
+        "latency_warm": {name: percentile_latency(s) for name, s in warm.items()},
         "latency_word_queries": {name: percentile_latency(s) for name, s in word_samples.items()},
         "recall_at_10": {name: round(float(np.mean(r)), 4) for name, r in recall.items()},
         "empty_results": empty,
-        "plans": bench.plans(users[picks[0]], vectors[0]),
+        "plans": bench.plans(user_of["langgraph"][0], vectors[0]),
     }
 
 
 def print_table(stages: list[Stage]) -> None:
     header = (
-        f"{'rows':>9} {'system':<12} {'p50 ms':>9} {'p95 ms':>9} {'recall@10':>9} "
-        f"{'empty':>6} {'p50/ours':>9} {'p95/ours':>9} {'words p50':>9} {'words p95':>9}"
+        f"{'rows':>9} {'system':<12} {'first p50':>9} {'p95':>7} {'warm p50':>9} {'p95':>7} "
+        f"{'recall@10':>9} {'empty':>5} {'first p95/ours':>14} {'warm p95/ours':>13} "
+        f"{'words p95':>9}"
     )
     print(header)
     print("-" * len(header))
     for stage in stages:
-        base = stage.latency["ours_vector"]
+        base, base_warm = stage.latency["ours_vector"], stage.latency_warm["ours_vector"]
         for name in SYSTEMS:
-            lat = stage.latency[name]
-            words = stage.latency_word_queries[name]
+            lat, hot = stage.latency[name], stage.latency_warm[name]
             print(
-                f"{stage.rows:>9,} {name:<12} {lat.p50_ms:>9.2f} {lat.p95_ms:>9.2f} "
-                f"{stage.recall_at_10[name]:>9.3f} {stage.empty_results[name]:>6} "
-                f"{lat.p50_ms / base.p50_ms:>9.1f} {lat.p95_ms / base.p95_ms:>9.1f} "
-                f"{words.p50_ms:>9.2f} {words.p95_ms:>9.2f}"
+                f"{stage.rows:>9,} {name:<12} {lat.p50_ms:>9.2f} {lat.p95_ms:>7.2f} "
+                f"{hot.p50_ms:>9.2f} {hot.p95_ms:>7.2f} {stage.recall_at_10[name]:>9.3f} "
+                f"{stage.empty_results[name]:>5} {lat.p95_ms / base.p95_ms:>14.1f} "
+                f"{hot.p95_ms / base_warm.p95_ms:>13.1f} "
+                f"{stage.latency_word_queries[name].p95_ms:>9.2f}"
             )
+
+
+def target(stage: Stage) -> dict[str, Any]:
+    """The issue's target: the slower peer's p95 at least 5x ours, with recall@10 of 1.0."""
+    out: dict[str, Any] = {"rows": stage.rows}
+    for label, latency in (("first", stage.latency), ("warm", stage.latency_warm)):
+        slower = max(latency["langgraph"].p95_ms, latency["mem0"].p95_ms)
+        for mode in ("vector", "hybrid"):
+            out[f"{label}_slower_peer_p95_over_ours_{mode}"] = round(
+                slower / latency[f"ours_{mode}"].p95_ms, 1
+            )
+    out["ours_recall_at_10"] = stage.recall_at_10["ours_vector"]
+    ratios = [
+        out["first_slower_peer_p95_over_ours_vector"],
+        out["warm_slower_peer_p95_over_ours_vector"],
+    ]
+    out["met"] = min(ratios) >= 5 and out["ours_recall_at_10"] == 1.0
+    return out
 
 
 def main() -> None:
@@ -585,22 +619,7 @@ def main() -> None:
         if not args.keep:
             cleanup(bench)
 
-    last = stages[-1]
-    slower = max(last.latency["langgraph"].p95_ms, last.latency["mem0"].p95_ms)
-    results["target"] = {
-        "rows": last.rows,
-        "slower_peer_p95_over_ours_vector_p95": round(
-            slower / last.latency["ours_vector"].p95_ms, 1
-        ),
-        "slower_peer_p95_over_ours_hybrid_p95": round(
-            slower / last.latency["ours_hybrid"].p95_ms, 1
-        ),
-        "ours_recall_at_10": last.recall_at_10["ours_vector"],
-    }
-    results["target"]["met"] = (
-        results["target"]["slower_peer_p95_over_ours_vector_p95"] >= 5
-        and results["target"]["ours_recall_at_10"] == 1.0
-    )
+    results["target"] = target(stages[-1])
     Path(args.out).write_text(json.dumps(results, indent=2))
     print()
     print_table(stages)
@@ -617,8 +636,9 @@ def remeasure(bench: Bench, queries: int, out: Path) -> None:
     stage = Stage(rows=rows, users=len(users), load_s={}, index_build_s={}, **measured)
     print_table([stage])
     results = json.loads(out.read_text()) if out.exists() else {"stages": []}
-    results.setdefault("remeasured", []).append(asdict(stage))
+    results.setdefault("remeasured", []).append({**asdict(stage), "target": target(stage)})
     out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(target(stage), indent=2))
 
 
 def cleanup(bench: Bench) -> None:
