@@ -38,7 +38,9 @@ _DEAD_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
 def is_connection_lost(error: Exception) -> bool:
-    if isinstance(error, InterfaceError):
+    # pg8000 wraps failed writes in InterfaceError but lets a failed read's OSError (a reset
+    # after the server's FATAL message, a timeout) through as it is.
+    if isinstance(error, InterfaceError | OSError):
         return True
     if isinstance(error, DatabaseError) and error.args and isinstance(error.args[0], dict):
         code = str(error.args[0].get("C", ""))
