@@ -7,8 +7,9 @@
 It runs bench.service_bench (64 streaming chats against gunicorn with the fake model at
 300 ms, and the cold start) and bench.jobs_bench --only embedding (outbox throughput and
 pending-to-embedded latency); the other rows come from the JSON the other benchmarks
-leave in bench/out/ (bench.store_bench, bench.cost_bench, bench.jobs_bench), shown as
-"not run" when absent.
+leave in bench/out/ (bench.store_bench, bench.cost_bench, bench.jobs_bench,
+bench.compare_stores, and bench.quality.locomo run with ``--json
+bench/out/quality_synthetic.json``), shown as "not run" when absent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 
 Row = tuple[str, str, Callable[[dict[str, Any]], Any], Callable[[Any], bool] | None]
+
+
+def _recall_ratio(report: dict[str, Any], baseline: str) -> float:
+    recall = report["recall"]
+    return round(recall["ours"]["overall"]["10"] / recall[baseline]["overall"]["10"], 3)
+
 
 ROWS: list[tuple[str, list[Row]]] = [
     (
@@ -69,6 +76,28 @@ ROWS: list[tuple[str, list[Row]]] = [
              lambda r: r["outbox_latency"]["p95_ms"], None),
             ("search p95 during sweep / without", "<= 1.5",
              lambda r: r["retention"]["p95_ratio"], lambda v: v <= 1.5),
+        ],
+    ),
+    (
+        "compare_stores",
+        [
+            ("peer p95 / ours at 1M, warm", ">= 5",
+             lambda r: r["target"]["warm_slower_peer_p95_over_ours_vector"], lambda v: v >= 5),
+            ("peer p95 / ours at 1M, first touch", ">= 5",
+             lambda r: r["target"]["first_slower_peer_p95_over_ours_vector"], lambda v: v >= 5),
+            ("our recall@10 vs exact at 1M", "1.0",
+             lambda r: r["target"]["ours_recall_at_10"], lambda v: v == 1.0),
+        ],
+    ),
+    (
+        "quality_synthetic",
+        [
+            ("evidence recall@10 ours / plain RRF", ">= 1.15",
+             lambda r: _recall_ratio(r, "rrf"), lambda v: v >= 1.15),
+            ("evidence recall@10 ours / vector", "> 1",
+             lambda r: _recall_ratio(r, "vector"), lambda v: v > 1),
+            ("evidence recall@10 ours / lexical", "> 1",
+             lambda r: _recall_ratio(r, "lexical"), lambda v: v > 1),
         ],
     ),
     (
