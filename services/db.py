@@ -266,7 +266,11 @@ class Pool:
                     conn = self.connect()
                     context = self.statements(conn).run_alone(begin, sql, params)
             except BaseException as error:
-                self._rollback_quietly(conn, error)
+                # After a statement error every reply has been read and the COMMIT ended
+                # the transaction; anything else (an interrupt, a dead socket) may have left
+                # replies unread, so that connection is not handed out again.
+                if not isinstance(error, DatabaseError) or is_connection_lost(error):
+                    conn._broken = True  # type: ignore[attr-defined]
                 raise
             finally:
                 self._release(conn)

@@ -59,3 +59,20 @@ def test_a_dead_connection_is_replaced_and_the_read_retried(single, pool):
         assert tx.value("SELECT pg_terminate_backend(%s)", [pid]) is True
     assert single.read("SELECT %s::text", ["still here"]) == [("still here",)]
     assert backend_pid(single) != pid
+
+
+def test_a_read_interrupted_mid_reply_never_hands_its_connection_out_again(single):
+    pid = backend_pid(single)
+    with single.connection() as conn:  # the pool's only connection
+        real = conn.handle_messages
+
+        def interrupted(context):  # Ctrl-C after BEGIN's reply, before the statement's
+            conn.handle_messages = real
+            real(context)
+            raise KeyboardInterrupt
+
+        conn.handle_messages = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        single.read("SELECT %s::int", [1])
+    assert single.read("SELECT %s::int", [2]) == [(2,)]  # not the statement's stale reply
+    assert backend_pid(single) != pid
