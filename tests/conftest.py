@@ -16,6 +16,7 @@ from services.db import Pool, embedded_socket, open_pool, start_embedded_server
 from services.embeddings import CachedQueryEmbedder, LocalEmbedder, embedding_spec
 from services.memories import MemoryStore
 from services.migrate import migrate
+from tests.fakes.llm_server import FakeLLMServer
 from tests.processes import RedisServer, make_database_url, redis_binary
 
 
@@ -77,3 +78,20 @@ def redis_server():
     server.start()
     yield server
     server.stop()
+
+
+# ---- the wire-level Anthropic / OpenAI fake -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llm_server():
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fake(llm_server):
+    """The module's fake with no scripted replies or recorded requests from another test."""
+    llm_server.reset()
+    yield llm_server
+    llm_server.reset()

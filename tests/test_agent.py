@@ -44,19 +44,6 @@ BOTH = pytest.mark.parametrize("kind", ["anthropic", "openai"])
 
 
 @pytest.fixture(scope="module")
-def server():
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fake(server):
-    server.reset()
-    yield server
-    server.reset()
-
-
-@pytest.fixture(scope="module")
 def threads(pool):
     return ThreadStore(pool)
 

@@ -12,22 +12,9 @@ import anthropic
 import openai
 import pytest
 
-from tests.fakes.llm_server import Failure, FakeLLMServer, Reply, ToolUse, embed_text
+from tests.fakes.llm_server import Failure, Reply, ToolUse, embed_text
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fake(server):
-    server.reset()
-    yield server
-    server.reset()
 
 
 @pytest.fixture

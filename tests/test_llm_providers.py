@@ -71,19 +71,6 @@ def request(text: str = "hello", **kw) -> ChatRequest:
     )
 
 
-@pytest.fixture(scope="module")
-def server():
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fake(server):
-    server.reset()
-    yield server
-    server.reset()
-
-
 def make(kind: str, fake: FakeLLMServer, **kw):
     kw.setdefault("timeout", 5.0)
     if kind == "anthropic":

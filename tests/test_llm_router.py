@@ -27,22 +27,9 @@ from services.llm import (
 )
 from services.llm.anthropic_provider import CARD_MODEL
 from services.llm.factory import build_router
-from tests.fakes.llm_server import Failure, FakeLLMServer, Reply
+from tests.fakes.llm_server import Failure, Reply
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fake(server):
-    server.reset()
-    yield server
-    server.reset()
 
 
 class Clock:

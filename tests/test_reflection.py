@@ -21,26 +21,13 @@ from services.reflection import ReflectionConfig, Reflector
 from services.runtime import Runtime
 from services.threads import ChatMessage, ThreadStore
 from services.usage import UsageRecorder
-from tests.fakes.llm_server import Failure, FakeLLMServer, Reply, ToolUse
+from tests.fakes.llm_server import Failure, Reply, ToolUse
 from tests.processes import unique_user
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 BOTH = pytest.mark.parametrize("kind", ["anthropic", "openai"])
 LATER = timedelta(hours=1)  # the sweep's clock: every thread written in a test is idle
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fake(server):
-    server.reset()
-    yield server
-    server.reset()
 
 
 @pytest.fixture(scope="module")
