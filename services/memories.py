@@ -498,16 +498,19 @@ class MemoryStore:
         text_query = lexical.query(query) if mode != "vector" else None
         candidates = max(limit * 4, 40)
         scope = [user_id, namespace, json.dumps(metadata_filter or {})]
-        params = [vector_text, text_query, *scope, candidates, candidates, limit]
+
+        def params(approximate: bool) -> list[Any]:  # the HNSW path filters the user twice
+            ann_scope = scope if approximate else []
+            return [vector_text, text_query, *scope, *ann_scope, candidates, candidates, limit]
+
         if not self.limits.hnsw_index:
-            rows = self.pool.read(_search_sql(False), params, user_id)
+            rows = self.pool.read(_search_sql(False), params(False), user_id)
         else:
             with self.pool.transaction(user_id) as tx:
                 large = self._uses_ann(tx, user_id, namespace)
                 if large:
                     tx.execute("SET LOCAL hnsw.iterative_scan = 'relaxed_order'")
-                    params = [*params[:5], *scope, *params[5:]]
-                rows = tx.execute(_search_sql(large), params)
+                rows = tx.execute(_search_sql(large), params(large))
         hits = [
             SearchHit(
                 memory=_memory(row[:16]),

@@ -112,3 +112,34 @@ def test_the_opt_in_hnsw_index_is_created_and_dropped(fresh_url):
         assert not has_index()
     finally:
         pool.close()
+
+
+def test_a_namespace_above_the_hnsw_threshold_is_searched_through_the_index(fresh_url, embedder):
+    import numpy as np
+
+    from services.memories import MemoryStore, NewMemory, StoreLimits
+
+    pool = open_pool(Settings(database_url=fresh_url))
+    try:
+        migrate(pool, embedder.model, embedder.dim, hnsw_index=True)
+        rng = np.random.default_rng(5)
+        vectors = rng.standard_normal((30, embedder.dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        exact = MemoryStore(pool, embedder)
+        approximate = MemoryStore(pool, embedder, StoreLimits(hnsw_index=True, hnsw_min_rows=5))
+        exact.add_many(
+            "u-hnsw", [NewMemory(f"note {i}", embedding=v) for i, v in enumerate(vectors)]
+        )
+        exact.add_many("u-other", [NewMemory("other", embedding=v) for v in vectors[:10]])
+        with pool.transaction("u-hnsw") as tx:
+            assert approximate._uses_ann(tx, "u-hnsw", "default")
+        query = vectors[7]
+        for mode in ("vector", "hybrid"):
+            ann = approximate.search("u-hnsw", "note", mode=mode, limit=5, query_vector=query)
+            flat = exact.search("u-hnsw", "note", mode=mode, limit=5, query_vector=query)
+            assert [h.memory.content for h in ann] == [h.memory.content for h in flat], mode
+            assert {h.memory.user_id for h in ann} == {"u-hnsw"}
+        vector = approximate.search("u-hnsw", "note", mode="vector", limit=1, query_vector=query)
+        assert vector[0].memory.content == "note 7"
+    finally:
+        pool.close()
