@@ -16,6 +16,7 @@ from services.db import Pool, embedded_socket, open_pool, start_embedded_server
 from services.embeddings import CachedQueryEmbedder, LocalEmbedder, embedding_spec
 from services.memories import MemoryStore
 from services.migrate import migrate
+from services.runtime import connect_redis
 from tests.fakes.llm_server import FakeLLMServer
 from tests.processes import RedisServer, make_database_url, redis_binary
 
@@ -78,6 +79,16 @@ def redis_server():
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    """A client of the session's Redis, restarted first if a test stopped it (outages)."""
+    if redis_server.process is None:
+        redis_server.start()
+    client = connect_redis(redis_server.url)
+    yield client
+    client.close()
 
 
 # ---- the wire-level Anthropic / OpenAI fake -------------------------------------------------

@@ -10,15 +10,6 @@ from services.ratelimit import LocalLimiter, RedisLimiter
 from services.runtime import connect_redis
 
 
-@pytest.fixture
-def redis_client(redis_server):
-    if redis_server.process is None:
-        redis_server.start()
-    client = connect_redis(redis_server.url)
-    yield client
-    client.close()
-
-
 def test_a_burst_is_allowed_then_refused_with_the_time_to_wait():
     now = [100.0]
     limiter = LocalLimiter(clock=lambda: now[0])

@@ -5,18 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.errors import InvalidInput, NotFound
-from services.runtime import connect_redis
 from services.threads import ChatMessage, RedisGuard, ThreadStore
 from tests.processes import unique_user
-
-
-@pytest.fixture
-def redis_client(redis_server):
-    if redis_server.process is None:
-        redis_server.start()
-    client = connect_redis(redis_server.url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
