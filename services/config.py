@@ -98,6 +98,9 @@ class Settings:
     agent_memory_token_budget: int = 1500
     agent_max_steps: int = 5
     agent_history_messages: int = 20
+    # Episodic memory: every chat turn is kept as a searchable memory of kind "episode".
+    agent_episodes: bool = True
+    episode_ttl_days: int = 0
     # The HTTP API (see README "HTTP API")
     log_format: str = "text"
     google_cloud_project: str = ""
@@ -193,6 +196,8 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.upper()} must be positive")
+        if self.episode_ttl_days < 0:
+            raise ConfigError("EPISODE_TTL_DAYS must be >= 0 (0: kept until retention)")
         if self.llm_max_retries < 0 or self.agent_memory_token_budget < 0:
             raise ConfigError("LLM_MAX_RETRIES and AGENT_MEMORY_TOKEN_BUDGET must be >= 0")
         if self.agent_top_k > 50 or self.agent_history_messages > 200:

@@ -16,7 +16,7 @@ import logging
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -33,6 +33,8 @@ RRF_K = 60  # the usual reciprocal-rank-fusion constant
 MAX_ID_CHARS = 256
 MAX_METADATA_BYTES = 16_384
 SearchMode = Literal["hybrid", "vector", "lexical"]
+Kind = Literal["fact", "episode"]
+KINDS: tuple[Kind, ...] = ("fact", "episode")
 Op = Literal["ADD", "UPDATE", "DELETE", "MERGED", "UNCHANGED"]
 
 
@@ -54,6 +56,7 @@ class Memory:
     access_count: int
     expires_at: datetime | None
     version: int
+    kind: Kind = "fact"
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,17 @@ class SearchHit:
 
 
 @dataclass(frozen=True)
+class RankedMemory:
+    """A candidate of the retrieval pipeline: a memory and its place in each ranking."""
+
+    memory: Memory
+    vector_rank: int | None
+    lexical_rank: int | None
+    scoped_rank: int | None  # among the memories matching the pipeline's scope filter
+    similarity: float | None
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[Memory]
     next_cursor: str | None
@@ -108,6 +122,7 @@ class NewMemory:
     observed_at: datetime | None = None
     expires_at: datetime | None = None
     embedding: Sequence[float] | None = None
+    kind: Kind = "fact"
 
 
 @dataclass(frozen=True)
@@ -120,8 +135,9 @@ class StoreLimits:
 _COLUMNS = (
     "m.id::text, m.user_id, m.namespace, m.key, m.content, m.context, m.metadata, "
     "m.importance, m.embedding IS NOT NULL, m.observed_at, m.created_at, m.updated_at, "
-    "m.last_accessed_at, m.access_count, m.expires_at, m.version"
+    "m.last_accessed_at, m.access_count, m.expires_at, m.version, m.kind"
 )
+_WIDTH = len(_COLUMNS.split(","))  # a search row is a memory row, then its ranks and score
 _ALIVE = "(m.expires_at IS NULL OR m.expires_at > now())"
 _EVENT_COLUMNS = (
     "id, memory_id::text, op, old_content, new_content, old_context, new_context, version, "
@@ -189,13 +205,15 @@ class MemoryStore:
         observed_at: datetime | None = None,
         expires_at: datetime | None = None,
         expected_version: int | None = None,
+        kind: Kind = "fact",
         actor: str = "api",
         request_id: str | None = None,
     ) -> Written:
         """Add a memory, or update the one named by ``memory_id`` or ``key``.
 
-        A new memory without a key is checked for near-duplicates once it is embedded (see
-        ``merge_duplicates``). ``expected_version`` makes the update conditional.
+        A new fact without a key is checked for near-duplicates once it is embedded (see
+        ``services.dedup``); episodes never merge. ``expected_version`` makes the update
+        conditional. ``kind`` applies to new memories; an update keeps the memory's kind.
         """
         check_id(user_id, "user_id")
         check_id(namespace, "namespace")
@@ -214,6 +232,7 @@ class MemoryStore:
             raise InvalidInput("version must be an integer", "version")
         observed_at = check_time(observed_at, "observed_at")
         expires_at = check_time(expires_at, "expires_at")
+        kind = check_kind(kind)
 
         with self.pool.transaction(user_id) as tx:
             if memory_id is not None:
@@ -234,6 +253,7 @@ class MemoryStore:
                     importance=0.5 if importance is None else float(importance),
                     observed_at=observed_at,
                     expires_at=expires_at,
+                    kind=kind,
                 )
                 inserted = _insert(tx, **fields)
                 if inserted is None:
@@ -308,6 +328,7 @@ class MemoryStore:
                     vector,
                     check_time(item.observed_at, f"{where}.observed_at"),
                     check_time(item.expires_at, f"{where}.expires_at"),
+                    check_kind(item.kind, f"{where}.kind"),
                 ]
             )
         if not rows:
@@ -317,15 +338,16 @@ class MemoryStore:
             inserted = tx.execute(
                 f"""
                 INSERT INTO memories (id, user_id, namespace, key, content, context, metadata,
-                    importance, tsv, embedding, embedding_model, observed_at, expires_at)
+                    importance, tsv, embedding, embedding_model, observed_at, expires_at, kind)
                 SELECT r.id, %s, %s, r.key, r.content, r.context, r.metadata::jsonb,
                     r.importance, to_tsvector('{lexical.TEXT_SEARCH_CONFIG}', r.doc),
                     r.vec::vector, CASE WHEN r.vec IS NULL THEN NULL ELSE %s END,
-                    COALESCE(r.observed_at, now()), r.expires_at
+                    COALESCE(r.observed_at, now()), r.expires_at, r.kind
                 FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[],
-                    %s::real[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+                    %s::real[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[],
+                    %s::text[])
                     AS r(id, key, content, context, metadata, importance, doc, vec,
-                         observed_at, expires_at)
+                         observed_at, expires_at, kind)
                 ON CONFLICT (user_id, namespace, key) DO NOTHING
                 RETURNING id::text, key, content, context, version
                 """,
@@ -421,18 +443,22 @@ class MemoryStore:
         namespace: str | None = DEFAULT_NAMESPACE,
         limit: int = 50,
         cursor: str | None = None,
+        kind: Kind | None = None,
     ) -> Page:
-        """Newest first, keyset-paged; ``namespace=None`` lists every namespace."""
+        """Newest first, keyset-paged; ``namespace=None`` lists every namespace and
+        ``kind=None`` every kind."""
         check_id(user_id, "user_id")
         if namespace is not None:
             check_id(namespace, "namespace")
         limit = check_limit(limit)
+        kind = check_kind(kind) if kind is not None else None
         after = decode_cursor(cursor) if cursor else None
         with self.pool.transaction(user_id) as tx:
             rows = tx.execute(
                 f"""
                 SELECT {_COLUMNS} FROM memories m
                 WHERE m.user_id = %s AND (%s::text IS NULL OR m.namespace = %s) AND {_ALIVE}
+                  AND (%s::text IS NULL OR m.kind = %s)
                   AND (%s::timestamptz IS NULL OR (m.created_at, m.id) < (%s, %s::uuid))
                 ORDER BY m.created_at DESC, m.id DESC
                 LIMIT %s
@@ -441,6 +467,8 @@ class MemoryStore:
                     user_id,
                     namespace,
                     namespace,
+                    kind,
+                    kind,
                     after[0] if after else None,
                     after[0] if after else None,
                     after[1] if after else None,
@@ -465,6 +493,79 @@ class MemoryStore:
             raise NotFound(f"memory {memory_id} not found", "memory_id")
         return [MemoryEvent(*row) for row in rows]
 
+    def check_query(self, user_id: str, namespace: str, query: Any) -> None:
+        check_id(user_id, "user_id")
+        check_id(namespace, "namespace")
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInput("query must be a non-empty string", "q")
+        if len(query) > self.limits.max_content_chars:
+            raise InvalidInput(
+                f"query is longer than {self.limits.max_content_chars} characters", "q"
+            )
+
+    def speakers(self, user_id: str, namespace: str, kind: Kind | None = None) -> list[str]:
+        """The distinct ``metadata.speaker`` values among the user's live memories."""
+        rows = self.pool.read(
+            f"SELECT DISTINCT m.metadata->>'speaker' FROM memories m "
+            f"WHERE m.user_id = %s AND m.namespace = %s AND (%s::text IS NULL OR m.kind = %s) "
+            f"AND m.metadata ? 'speaker' AND {_ALIVE}",
+            [user_id, namespace, kind, kind],
+            user_id,
+        )
+        return sorted(str(row[0]) for row in rows if row[0])
+
+    def rank(
+        self,
+        user_id: str,
+        *,
+        namespace: str,
+        kind: Kind | None,
+        query_vector: np.ndarray | None,
+        lexical_text: str,
+        scope: dict[str, Any] | None,
+        candidates: int,
+        metadata_filter: dict[str, Any] | None = None,
+    ) -> list[RankedMemory]:
+        """The union of the top ``candidates`` of each ranking the pipeline fuses: vector,
+        lexical, and vector among the memories whose metadata contains ``scope``; whole
+        rows, in one round trip. Exact over the user's rows (no approximate index)."""
+        vector_text = None
+        if query_vector is not None:
+            vector_text = to_pgvector(check_vector(query_vector, self.embedder.dim, "query"))
+        scope_json = json.dumps(scope) if scope else None
+        rows = self.pool.read(
+            _RANK_SQL,
+            [
+                vector_text,
+                lexical.query(lexical_text),
+                user_id,
+                namespace,
+                "{}",
+                kind,
+                kind,
+                candidates,
+                scope_json,
+                scope_json,
+                candidates,
+                candidates,
+            ],  # fmt: skip
+            user_id,
+        )
+        return [
+            RankedMemory(
+                memory=_memory(row[:_WIDTH]),
+                vector_rank=row[_WIDTH],
+                lexical_rank=row[_WIDTH + 1],
+                scoped_rank=row[_WIDTH + 2],
+                similarity=None if row[_WIDTH + 3] is None else float(row[_WIDTH + 3]),
+            )
+            for row in rows
+        ]
+
+    def record_access(self, ids: Iterable[str]) -> None:
+        """Count hits for the batched access statistics (written by the background loop)."""
+        self._access.record(ids)
+
     def search(
         self,
         user_id: str,
@@ -475,21 +576,19 @@ class MemoryStore:
         metadata_filter: dict[str, Any] | None = None,
         mode: SearchMode = "hybrid",
         query_vector: np.ndarray | None = None,
+        kind: Kind | None = None,
     ) -> list[SearchHit]:
-        """The user's memories most relevant to ``query``, best first."""
-        check_id(user_id, "user_id")
-        check_id(namespace, "namespace")
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidInput("query must be a non-empty string", "q")
-        if len(query) > self.limits.max_content_chars:
-            raise InvalidInput(
-                f"query is longer than {self.limits.max_content_chars} characters", "q"
-            )
+        """One raw ranking of the user's memories for ``query``, best first: vector,
+        lexical, or their plain reciprocal-rank fusion. The product's retrieval pipeline
+        (``services.retrieval``) builds on ``rank``; this serves callers who want one
+        store ranking as it is."""
+        self.check_query(user_id, namespace, query)
         if mode not in ("hybrid", "vector", "lexical"):
             raise InvalidInput("mode must be hybrid, vector or lexical", "mode")
         limit = check_limit(limit)
         if metadata_filter is not None:
             check_metadata(metadata_filter, "filter")
+        kind = check_kind(kind) if kind is not None else None
         vector_text = None
         if mode != "lexical":
             if query_vector is None:
@@ -497,7 +596,7 @@ class MemoryStore:
             vector_text = to_pgvector(check_vector(query_vector, self.embedder.dim, "query"))
         text_query = lexical.query(query) if mode != "vector" else None
         candidates = max(limit * 4, 40)
-        scope = [user_id, namespace, json.dumps(metadata_filter or {})]
+        scope = [user_id, namespace, json.dumps(metadata_filter or {}), kind, kind]
 
         def params(approximate: bool) -> list[Any]:  # the HNSW path filters the user twice
             ann_scope = scope if approximate else []
@@ -513,11 +612,11 @@ class MemoryStore:
                 rows = tx.execute(_search_sql(large), params(large))
         hits = [
             SearchHit(
-                memory=_memory(row[:16]),
-                vector_rank=row[16],
-                lexical_rank=row[17],
-                similarity=None if row[18] is None else float(row[18]),
-                score=float(row[19]),
+                memory=_memory(row[:_WIDTH]),
+                vector_rank=row[_WIDTH],
+                lexical_rank=row[_WIDTH + 1],
+                similarity=None if row[_WIDTH + 2] is None else float(row[_WIDTH + 2]),
+                score=float(row[_WIDTH + 3]) / _ideal_score(mode),
             )
             for row in rows
         ]
@@ -543,13 +642,16 @@ class MemoryStore:
             )
         return len(ids)
 
-    def count(self, user_id: str, namespace: str | None = None) -> int:
+    def count(
+        self, user_id: str, namespace: str | None = None, kind: Kind | None = None
+    ) -> int:
         with self.pool.transaction(user_id) as tx:
             return int(
                 tx.value(
                     f"SELECT count(*) FROM memories m WHERE m.user_id = %s "
-                    f"AND (%s::text IS NULL OR m.namespace = %s) AND {_ALIVE}",
-                    [user_id, namespace, namespace],
+                    f"AND (%s::text IS NULL OR m.namespace = %s) "
+                    f"AND (%s::text IS NULL OR m.kind = %s) AND {_ALIVE}",
+                    [user_id, namespace, namespace, kind, kind],
                 )
             )
 
@@ -645,15 +747,16 @@ def _insert(
     importance: float,
     observed_at: datetime | None,
     expires_at: datetime | None,
+    kind: Kind,
 ) -> Memory | None:
-    """Insert a new memory; None when the key is taken. Keyless ones await dedup."""
+    """Insert a new memory; None when the key is taken. Keyless facts await dedup."""
     new_id = str(uuid.uuid4())
     row = tx.one(
         f"""
         INSERT INTO memories AS m (id, user_id, namespace, key, content, context, metadata,
-            importance, tsv, dedup_pending, observed_at, expires_at)
+            importance, tsv, dedup_pending, observed_at, expires_at, kind)
         VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s,
-            to_tsvector('{lexical.TEXT_SEARCH_CONFIG}', %s), %s, COALESCE(%s, now()), %s)
+            to_tsvector('{lexical.TEXT_SEARCH_CONFIG}', %s), %s, COALESCE(%s, now()), %s, %s)
         ON CONFLICT (user_id, namespace, key) DO NOTHING
         RETURNING {_COLUMNS}
         """,
@@ -667,9 +770,10 @@ def _insert(
             json.dumps(metadata),
             importance,
             lexical.document(content, context),
-            key is None,
+            key is None and kind == "fact",
             observed_at,
             expires_at,
+            kind,
         ],
     )
     return _memory(row) if row else None
@@ -726,67 +830,6 @@ def record_event(
     )
 
 
-def merge_duplicates(tx: Tx, memory_ids: Sequence[str], threshold: float) -> int:
-    """Fold each newly embedded memory into an older near-duplicate of the same user.
-
-    The older memory keeps its id and key and takes the newer wording (the latest
-    statement wins); the newer row is deleted with ``merged_into`` in its history, so its
-    id still resolves. Returns how many were merged. Runs inside the embedding worker's
-    transaction, right after the vectors are written.
-    """
-    merged = 0
-    rows = tx.execute(
-        f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ANY(%s::uuid[]) "
-        "AND m.dedup_pending AND m.embedding IS NOT NULL ORDER BY m.created_at, m.id",
-        [list(memory_ids)],
-    )
-    for row in rows:
-        newer = _memory(row)
-        target = tx.one(
-            f"""
-            WITH mine AS MATERIALIZED (
-                SELECT m.id, m.embedding, m.created_at FROM memories m
-                WHERE m.user_id = %s AND m.namespace = %s AND m.id <> %s
-                  AND m.embedding IS NOT NULL AND {_ALIVE}
-            )
-            SELECT mine.id::text, 1 - (mine.embedding <=> self.embedding) AS similarity
-            FROM mine, memories self
-            WHERE self.id = %s AND (mine.created_at, mine.id) < (self.created_at, self.id)
-            ORDER BY mine.embedding <=> self.embedding
-            LIMIT 1
-            """,
-            [newer.user_id, newer.namespace, newer.id, newer.id],
-        )
-        tx.execute("UPDATE memories SET dedup_pending = false WHERE id = %s", [newer.id])
-        if target is None or float(target[1]) < threshold:
-            continue
-        older_row = tx.one(
-            f"SELECT {_COLUMNS} FROM memories m WHERE m.id = %s FOR UPDATE", [target[0]]
-        )
-        older = _memory(older_row)
-        updated = _memory(
-            tx.one(
-                f"""
-                UPDATE memories AS m SET content = n.content, context = n.context,
-                    metadata = m.metadata || n.metadata,
-                    importance = GREATEST(m.importance, n.importance),
-                    observed_at = GREATEST(m.observed_at, n.observed_at),
-                    expires_at = n.expires_at, tsv = n.tsv, embedding = n.embedding,
-                    embedding_model = n.embedding_model, updated_at = now(),
-                    version = m.version + 1
-                FROM memories n WHERE m.id = %s AND n.id = %s
-                RETURNING {_COLUMNS}
-                """,
-                [older.id, newer.id],
-            )
-        )
-        tx.execute("DELETE FROM memories WHERE id = %s", [newer.id])
-        record_event(tx, updated, "UPDATE", older, updated, "merge", None)
-        record_event(tx, newer, "MERGED", newer, None, "merge", None, merged_into=older.id)
-        merged += 1
-    return merged
-
-
 class AccessRecorder:
     """Counts search hits in memory; the background loop writes them in one statement."""
 
@@ -804,6 +847,19 @@ class AccessRecorder:
         return counts
 
 
+# One user's namespace, narrowed by a metadata filter and a kind (NULL: every kind).
+_SCOPE = (
+    "m.user_id = %s AND m.namespace = %s AND m.metadata @> %s::jsonb "
+    "AND (%s::text IS NULL OR m.kind = %s)"
+)
+
+
+def _ideal_score(mode: SearchMode) -> float:
+    """The fused score of a memory ranked first by every ranking the mode uses, so scores
+    read as 0-1 relevance: 1.0 is first everywhere, 0.5 first in one of two rankings."""
+    return (2 if mode == "hybrid" else 1) / (RRF_K + 1)
+
+
 def _search_sql(approximate: bool) -> str:
     # The user's rows are materialised first through the (user_id, namespace) btree, then
     # ranked exactly: the planner can never turn a per-user query into a global HNSW scan
@@ -812,8 +868,7 @@ def _search_sql(approximate: bool) -> str:
     vector_source = (
         f"""SELECT m.id, m.importance, m.updated_at, m.embedding <=> q.v AS distance
             FROM memories m, q
-            WHERE m.user_id = %s AND m.namespace = %s AND m.metadata @> %s::jsonb
-              AND m.embedding IS NOT NULL AND {_ALIVE} AND q.v IS NOT NULL
+            WHERE {_SCOPE} AND m.embedding IS NOT NULL AND {_ALIVE} AND q.v IS NOT NULL
             ORDER BY m.embedding <=> q.v LIMIT %s"""
         if approximate
         else """SELECT mine.id, mine.importance, mine.updated_at,
@@ -829,7 +884,7 @@ def _search_sql(approximate: bool) -> str:
         WITH q AS (SELECT %s::vector AS v, to_tsquery('{lexical.TEXT_SEARCH_CONFIG}', %s) AS t),
         mine AS MATERIALIZED (
             SELECT m.id, m.embedding, m.tsv, m.importance, m.updated_at FROM memories m
-            WHERE m.user_id = %s AND m.namespace = %s AND m.metadata @> %s::jsonb AND {_ALIVE}
+            WHERE {_SCOPE} AND {_ALIVE}
         ),
         vec AS (
             SELECT id, importance, updated_at, 1 - distance AS similarity,
@@ -858,6 +913,46 @@ def _search_sql(approximate: bool) -> str:
         ORDER BY fused.score DESC, fused.vector_rank, fused.importance DESC,
             fused.updated_at DESC, fused.id
     """
+
+
+# The pipeline's candidates: each ranking is cut at its own top N before the union, so the
+# pool never depends on the caller's limit; ties inside a ranking break on id.
+_RANK_SQL = f"""
+    WITH q AS (SELECT %s::vector AS v, to_tsquery('{lexical.TEXT_SEARCH_CONFIG}', %s) AS t),
+    mine AS MATERIALIZED (
+        SELECT m.id, m.embedding, m.tsv, m.metadata FROM memories m
+        WHERE {_SCOPE} AND {_ALIVE}
+    ),
+    vec AS (
+        SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM (
+            SELECT mine.id, mine.embedding <=> q.v AS distance FROM mine, q
+            WHERE mine.embedding IS NOT NULL AND q.v IS NOT NULL
+            ORDER BY distance, mine.id LIMIT %s
+        ) AS nearest
+    ),
+    scoped AS (
+        SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM (
+            SELECT mine.id, mine.embedding <=> q.v AS distance FROM mine, q
+            WHERE %s::jsonb IS NOT NULL AND mine.metadata @> %s::jsonb
+              AND mine.embedding IS NOT NULL AND q.v IS NOT NULL
+            ORDER BY distance, mine.id LIMIT %s
+        ) AS nearest
+    ),
+    lex AS (
+        SELECT id, row_number() OVER (ORDER BY relevance DESC, id) AS rank FROM (
+            SELECT mine.id, ts_rank_cd(mine.tsv, q.t) AS relevance FROM mine, q
+            WHERE q.t IS NOT NULL AND mine.tsv @@ q.t
+            ORDER BY relevance DESC, mine.id LIMIT %s
+        ) AS matching
+    ),
+    pool AS (SELECT id FROM vec UNION SELECT id FROM lex UNION SELECT id FROM scoped)
+    SELECT {_COLUMNS}, vec.rank, lex.rank, scoped.rank,
+        1 - COALESCE(vec.distance, scoped.distance)
+    FROM pool JOIN memories m ON m.id = pool.id
+    LEFT JOIN vec ON vec.id = pool.id
+    LEFT JOIN lex ON lex.id = pool.id
+    LEFT JOIN scoped ON scoped.id = pool.id
+"""
 
 
 # ---- validation ---------------------------------------------------------------------------
@@ -924,6 +1019,12 @@ def check_time(value: Any, name: str) -> datetime | None:
     if not isinstance(value, datetime):
         raise InvalidInput(f"{name} must be a timestamp", name)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def check_kind(value: Any, name: str = "kind") -> Kind:
+    if value not in KINDS:
+        raise InvalidInput(f"{name} must be one of {', '.join(KINDS)}", name)
+    return value
 
 
 def check_uuid(value: Any, name: str) -> str:

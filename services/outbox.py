@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from services.db import Pool, text_array
+from services.dedup import MergeRule, merge_duplicates
 from services.embeddings import Embedder, to_pgvector
 from services.llm.common import Usage
 from services.llm.pricing import price_for
-from services.memories import merge_duplicates
+from services.memories import MAX_METADATA_BYTES
 from services.usage import UsageRecord, UsageRecorder
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ def embed_pending(
             """,
             [embedder.model, text_array(ids), text_array([to_pgvector(v) for v in vectors])],
         )
-        merged = merge_duplicates(tx, ids, duplicate_threshold)
+        rule = MergeRule(similarity=duplicate_threshold)
+        merged = merge_duplicates(tx, ids, rule, MAX_METADATA_BYTES)
         spent = [(row[3], text) for row, text in zip(rows, texts)]
         UsageRecorder(pool).record_in(tx, embedding_usage(embedder, spent, elapsed_ms))
     return OutboxRun(len(ids), merged)

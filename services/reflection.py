@@ -61,6 +61,7 @@ from services.llm.common import (
 )
 from services.llm.offline import PROVIDER as OFFLINE
 from services.memories import MemoryStore
+from services.retrieval import retrieve
 from services.usage import UsageRecord
 
 log = logging.getLogger(__name__)
@@ -306,7 +307,7 @@ class Reflector:
         user_id = candidate.user_id
         request_id = f"reflection-{uuid.uuid4().hex}"
         observed_at = transcript.last_at or self.clock()
-        page = self.memories.list(user_id, limit=self.config.max_memories)
+        page = self.memories.list(user_id, limit=self.config.max_memories, kind="fact")
         context = render_reflection_context(
             self.clock(), page.items, more=page.next_cursor is not None
         )
@@ -410,7 +411,9 @@ class Reflector:
                 limit = args.get("limit", 8)
                 if not 1 <= limit <= MAX_SEARCH_RESULTS:
                     raise ToolRefused(f"limit must be between 1 and {MAX_SEARCH_RESULTS}")
-                hits = self.memories.search(user_id, args["query"], limit=limit)
+                hits = retrieve(
+                    self.memories, user_id, args["query"], limit=limit, kind="fact"
+                ).hits
                 found = [{"memory_id": h.memory.id, "content": h.memory.content} for h in hits]
                 payload = {"ok": True, "memories": found}
             return _result(payload), False

@@ -387,14 +387,14 @@ RETURNING t.user_id, t.thread_id
 _ARCHIVE_COLUMNS = (
     "id", "user_id", "namespace", "key", "content", "context", "metadata", "importance",
     "embedding", "embedding_model", "observed_at", "created_at", "updated_at",
-    "last_accessed_at", "access_count", "expires_at", "version",
+    "last_accessed_at", "access_count", "expires_at", "version", "kind",
 )  # fmt: skip
 
 _COLD_SQL = f"""
 WITH {_POLICY_CTE}
 SELECT m.id::text, m.user_id, m.namespace, m.key, m.content, m.context, m.metadata,
     m.importance, m.embedding::text, m.embedding_model, m.observed_at, m.created_at,
-    m.updated_at, m.last_accessed_at, m.access_count, m.expires_at, m.version
+    m.updated_at, m.last_accessed_at, m.access_count, m.expires_at, m.version, m.kind
 FROM pol JOIN memories m ON m.user_id = pol.user_id CROSS JOIN clock
 WHERE pol.archive_after_days > 0 AND m.importance < pol.importance_floor
   AND GREATEST(m.updated_at, m.last_accessed_at)
@@ -585,20 +585,20 @@ def _reinsert(
             SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[],
                 %s::text[], %s::real[], %s::text[], %s::text[], %s::timestamptz[],
                 %s::timestamptz[], %s::timestamptz[], %s::int[], %s::timestamptz[],
-                %s::int[], %s::text[])
+                %s::int[], %s::text[], %s::text[])
             AS r(id, namespace, key, content, context, metadata, importance, embedding,
                  embedding_model, observed_at, created_at, updated_at, access_count,
-                 expires_at, version, doc)
+                 expires_at, version, doc, kind)
         ),
         back AS (
             INSERT INTO memories (id, user_id, namespace, key, content, context, metadata,
                 importance, embedding, embedding_model, tsv, observed_at, created_at,
-                updated_at, last_accessed_at, access_count, expires_at, version)
+                updated_at, last_accessed_at, access_count, expires_at, version, kind)
             SELECT r.id, %s, r.namespace, r.key, r.content, r.context, r.metadata::jsonb,
                 r.importance, r.embedding::vector, r.embedding_model,
                 to_tsvector('{lexical.TEXT_SEARCH_CONFIG}', r.doc), r.observed_at,
                 r.created_at, r.updated_at, now(), r.access_count, r.expires_at,
-                r.version + 1
+                r.version + 1, COALESCE(r.kind, 'fact')
             FROM r
             ON CONFLICT DO NOTHING
             RETURNING id, user_id, namespace, key, content, context, version
@@ -626,6 +626,7 @@ def _reinsert(
             column("expires_at"),
             column("version"),
             [lexical.document(r["content"], r.get("context") or "") for r in records],
+            column("kind"),  # absent in archives written before episodes existed
             records[0]["user_id"],
             actor,
             request_id,

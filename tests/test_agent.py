@@ -341,7 +341,7 @@ def test_bad_tool_calls_are_refused_without_touching_data(fake, build, store, ki
     # nothing changed anywhere
     assert store.get(victim, theirs.id) == theirs
     assert [e.op for e in store.history(victim, theirs.id)] == ["ADD"]
-    assert store.count(user) == 0
+    assert store.count(user, kind="fact") == 0
 
 
 # ---- usage and cost -----------------------------------------------------------------------

@@ -364,7 +364,10 @@ def test_export_then_erase_everything_idempotently(client, keys, llm, app):
     )
     export = client.get("/v1/me/export", headers=headers).get_json()
     tables = export["tables"]
-    assert [m["content"] for m in tables["memories"]] == ["a changed fact"]
+    facts = [m["content"] for m in tables["memories"] if m["kind"] == "fact"]
+    episodes = {m["content"] for m in tables["memories"] if m["kind"] == "episode"}
+    assert facts == ["a changed fact"]
+    assert episodes == {"remember me", "hello there"}  # the chat turn, as episodes
     assert {e["op"] for e in tables["memory_events"]} == {"ADD", "UPDATE"}
     assert len(tables["threads"]) == 1 and len(tables["messages"]) == 2
     assert tables["usage"], "usage rows are part of the export"

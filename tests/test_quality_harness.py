@@ -1,6 +1,7 @@
-"""The memory quality harness (issue 5, item 2) end to end: the LoCoMo-format reader, the real
-store on embedded PostgreSQL + pgvector, the real local embedder, services.recall, and the
-answer + LLM-judge path through the real SDKs against the wire-level fake."""
+"""The memory quality harness end to end: the LoCoMo-format reader, the write path and the
+embedding outbox on embedded PostgreSQL + pgvector, the real local embedder, the retrieval
+pipeline, the baselines (same model, bm25s), and the answer + LLM-judge path through the
+real SDKs against the wire-level fake."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from datetime import UTC, datetime
 import pytest
 
 from bench.quality import locomo, make_synthetic
-from services import recall
+from services import retrieval, turns
 from services.config import Settings
+from services.dedup import normalise
 from services.llm.factory import build_router
-from services.memories import Memory, SearchHit
 from tests.fakes.llm_server import FakeLLMServer, Reply
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -99,48 +100,50 @@ def test_reader_tolerates_locomo_quirks(tmp_path):
 
 def test_relative_dates_resolve_against_the_session_date():
     friday = datetime(2023, 4, 21, 19, 40, tzinfo=UTC)
-    assert recall.resolve_relative_dates("Biscuit chewed my shoes yesterday", friday) == [
+    assert turns.resolve_relative_dates("Biscuit chewed my shoes yesterday", friday) == [
         "yesterday = Thursday 20 April 2023"
     ]
-    assert recall.resolve_relative_dates("I'm moving next month", friday) == [
+    assert turns.resolve_relative_dates("I'm moving next month", friday) == [
         "next month = May 2023"
     ]
-    assert recall.resolve_relative_dates("团子昨天把我的花瓶打碎了", friday) == [
+    assert turns.resolve_relative_dates("团子昨天把我的花瓶打碎了", friday) == [
         "昨天 = Thursday 20 April 2023"
     ]
-    assert recall.resolve_relative_dates("I played last Friday", friday) == [
+    assert turns.resolve_relative_dates("I played last Friday", friday) == [
         "last friday = Friday 14 April 2023"
     ]
 
 
 def test_questions_become_queries():
     speakers = ["Anna", "Ben"]
-    assert recall.named_speakers("What is Anna's dog called?", speakers) == ["Anna"]
-    assert recall.named_speakers("Did Annabel call?", speakers) == []
-    assert recall.strip_names("What is Anna's dog called?", ["Anna"]) == "What is dog called?"
-    assert recall.lexical_query("What is the name of Anna's dog?", ["Anna"]).split() == [
+    assert retrieval.named_speakers("What is Anna's dog called?", speakers) == ["Anna"]
+    assert retrieval.named_speakers("Did Annabel call?", speakers) == []
+    assert retrieval.strip_names("What is Anna's dog called?", ["Anna"]) == "What is dog called?"
+    assert retrieval.lexical_query("What is the name of Anna's dog?", ["Anna"]).split() == [
         "what",
         "is",
         "the",
         "of",
         "dog",
     ]
-    assert "李娜" not in recall.lexical_query("李娜的猫叫什么名字？", ["李娜"])
-    assert "什么" not in recall.lexical_query("李娜的猫叫什么名字？", ["李娜"])
-    assert recall.is_temporal("When did Ben move?") and recall.is_temporal("他什么时候搬家的？")
-    assert not recall.is_temporal("What did Ben say when he moved?")
+    assert "李娜" not in retrieval.lexical_query("李娜的猫叫什么名字？", ["李娜"])
+    assert "什么" not in retrieval.lexical_query("李娜的猫叫什么名字？", ["李娜"])
+    assert retrieval.is_temporal("When did Ben move?") and retrieval.is_temporal(
+        "他什么时候搬家的？"
+    )
+    assert not retrieval.is_temporal("What did Ben say when he moved?")
 
 
 def test_turns_become_memories_with_speaker_and_metadata():
     when = datetime(2023, 4, 21, tzinfo=UTC)
-    turns = [
-        recall.Turn("Anna", "Hi!", "D1:1", "1", 0, when),
-        recall.Turn("Ben", "I moved last week.", "D1:2", "1", 1, when),
+    said = [
+        turns.Turn("Anna", "Hi!", "D1:1", "1", 0, when),
+        turns.Turn("Ben", "I moved last week.", "D1:2", "1", 1, when),
     ]
     plain, with_context = (
-        recall.turn_memories(turns),
-        recall.turn_memories(
-            turns, recall.IndexConfig(session_date_in_context=True, neighbours_before=1)
+        turns.turn_memories(said),
+        turns.turn_memories(
+            said, turns.IndexConfig(session_date_in_context=True, neighbours_before=1)
         ),
     )
     assert plain[1].content == "Ben: I moved last week." and plain[1].context == ""
@@ -149,48 +152,6 @@ def test_turns_become_memories_with_speaker_and_metadata():
     assert plain[1].observed_at == when
     assert "Friday 21 April 2023" in with_context[1].context
     assert "Before: Anna: Hi!" in with_context[1].context
-
-
-def _hit(memory_id: str, speaker: str, text: str, position: int, session: str = "1"):
-    when = datetime(2023, 5, 1, tzinfo=UTC)
-    memory = Memory(
-        memory_id, "u", "default", "", f"{speaker}: {text}", "",
-        {"speaker": speaker, "session": session, "position": position},
-        0.5, True, when, when, when, None, 0, None, 1,
-    )  # fmt: skip
-    return SearchHit(memory, 0.0, None, None, None)
-
-
-def test_the_answer_to_a_matching_question_in_the_conversation_moves_up():
-    asked = _hit("q", "Carlos", "Did you bring my teacup?", 4)
-    answer = _hit("a", "Dana", "A celadon one, I'll drop it off tomorrow.", 5)
-    others = [_hit(f"o{i}", "Dana", f"Unrelated remark number {i}.", 10 + i) for i in range(8)]
-    vector = [asked, *others, answer]  # the question matches best; the answer ranks last
-    plain = recall.RecallConfig(reply_weight=0.0, question_factor=1.0)
-    assert [h.memory.id for h in recall.rerank("teacup?", vector, [], limit=3, config=plain)][
-        0
-    ] == "q"
-    ranked = [h.memory.id for h in recall.rerank("teacup?", vector, [], limit=10)]
-    assert ranked.index("a") < ranked.index("o0")  # inherits the question's score
-    assert ranked.index("a") < ranked.index("q")  # and the question itself is demoted
-    # Only the other speaker's next turn is an answer, and only to a question.
-    same_speaker = _hit("s", "Carlos", "Also, the blue one.", 5)
-    ranked = [h.memory.id for h in recall.rerank("x", [asked, *others, same_speaker], [], limit=10)]
-    assert ranked.index("s") > ranked.index("o7")  # no bonus: still below every other turn
-    statement = _hit("q", "Carlos", "I love my teacup.", 4)
-    ranked = [h.memory.id for h in recall.rerank("x", [statement, *others, answer], [], limit=10)]
-    assert ranked[0] == "q" and ranked[-1] == "a"
-
-
-def test_the_named_speakers_own_ranking_is_fused_in():
-    hits = [_hit(f"h{i}", "Ben", f"Remark {i}.", i) for i in range(6)]
-    anna = _hit("anna", "Anna", "About 25 kilometres a week along the river.", 9)
-    vector = [*hits, anna]
-    ranked = [h.memory.id for h in recall.rerank("x", vector, [], limit=10)]
-    assert ranked[-1] == "anna"
-    scoped = [anna]  # first among Anna's turns
-    ranked = [h.memory.id for h in recall.rerank("x", vector, [], limit=10, scoped_hits=scoped)]
-    assert ranked[0] == "anna"
 
 
 def test_answer_scoring():
@@ -209,16 +170,14 @@ def test_answer_scoring():
 @pytest.fixture(scope="module")
 def synthetic_report(pool, cached):
     samples = locomo.load_samples(SYNTHETIC)[:1]  # one conversation keeps this test fast
-    return locomo.evaluate(
-        pool, cached, samples, methods=[*locomo.BASELINES, locomo.PRODUCT], run_id="test"
-    )
+    return locomo.evaluate(pool, cached, samples, ablations=False, run_id="test")
 
 
 def test_harness_reports_recall_per_category_and_method(synthetic_report, pool):
     report = synthetic_report
     assert report["samples"] == 1 and report["ks"] == [5, 10, 20]
     assert report["questions"] == 18 and report["skipped_without_evidence"] == 0
-    assert set(report["recall"]) == {"vector", "lexical", "rrf", "ours"}
+    assert set(report["recall"]) == {"e5", "bm25", "e5+bm25", "ours"}
     assert report["llm"] is None
     for name, agg in report["recall"].items():
         overall = agg["overall"]
@@ -227,19 +186,74 @@ def test_harness_reports_recall_per_category_and_method(synthetic_report, pool):
         assert set(agg["by_category"]) == {"1", "2", "3", "4", "5"}
         for split in ("dev", "heldout"):
             assert report["splits"][split][name]["overall"]["n"] > 0
+    assert report["recall"]["ours"]["p95_ms"] > 0
     table = locomo.markdown_table(report)
     assert table.startswith("| method |") and "| ours |" in table
     with pool.transaction() as tx:  # the run's users are gone
         assert tx.value("SELECT count(*) FROM memories WHERE user_id LIKE 'locomo-test-%'") == 0
 
 
-def test_hybrid_beats_each_single_mode_and_the_plain_fusion(synthetic_report):
+def test_turns_go_through_the_write_path_and_the_outbox(synthetic_report):
+    [load] = synthetic_report["loads"].values()
+    assert load["turns"] == 97
+    # The padding repeats small talk word for word: those merge, and nothing else does.
+    assert load["memories"] == load["turns"] - len(load["merges"]) < load["turns"]
+    for pair in load["merges"]:
+        assert normalise(pair["merged"]) == normalise(pair["survivor"]), pair
+    assert load["evidence_lost"] == []
+    assert "0 evidence turns lost" in locomo.merge_summary(synthetic_report)
+
+
+def test_the_pipeline_beats_the_same_model_and_bm25(synthetic_report):
     recall_at_10 = {m: a["overall"]["10"] for m, a in synthetic_report["recall"].items()}
-    assert recall_at_10["ours"] >= recall_at_10["vector"], recall_at_10
-    assert recall_at_10["ours"] >= recall_at_10["lexical"], recall_at_10
-    assert recall_at_10["ours"] > recall_at_10["rrf"], recall_at_10
-    # The lexical side really contributes: a single mode alone is below the fusion.
-    assert recall_at_10["lexical"] < recall_at_10["ours"]
+    assert recall_at_10["ours"] > recall_at_10["e5"], recall_at_10
+    assert recall_at_10["ours"] > recall_at_10["bm25"], recall_at_10
+    assert recall_at_10["ours"] > recall_at_10["e5+bm25"], recall_at_10
+
+
+def test_bm25_baseline_is_a_real_bm25():
+    """Term frequency saturates and rare terms weigh more: the bm25s ranking, not a
+    substring test, orders these."""
+    said = [
+        turns.Turn("A", text, f"D1:{i}", "1", i)
+        for i, text in enumerate(
+            [
+                "We walked the dog in the park.",
+                "The park, the park, the park: always the park.",
+                "My aunt grows orchids in her greenhouse.",
+                "Orchids again! Her greenhouse smells of orchids.",
+            ]
+        )
+    ]
+
+    class NoVectors:
+        model, dim = "none", 2
+
+        def embed_documents(self, texts):
+            import numpy as np
+
+            return np.zeros((len(texts), 2), dtype=np.float32)
+
+    baselines = locomo.Baselines(NoVectors(), said)
+    assert baselines.bm25_ranking("greenhouse orchids", 4)[:2] == ["D1:3", "D1:2"]
+    assert baselines.bm25_ranking("parks", 4) == ["D1:1", "D1:0"]  # stemmed
+    assert baselines.bm25_ranking("zebra", 4) == []
+
+
+def test_reader_takes_a_directory_of_conversations(tmp_path):
+    conversation = {
+        "speaker_a": "Caroline",
+        "speaker_b": "Melanie",
+        "session_1_date_time": "1:56 pm on 8 May, 2023",
+        "session_1": [{"speaker": "Caroline", "dia_id": "D1:1", "text": "Hello"}],
+        "qa": [{"question": "Who said hello?", "answer": "Caroline", "evidence": ["D1:1"],
+                "category": 4}],
+    }  # fmt: skip
+    (tmp_path / "26.json").write_text(json.dumps(conversation))
+    (tmp_path / "30.json").write_text(json.dumps(conversation))
+    samples = locomo.load_samples(tmp_path)
+    assert [s.sample_id for s in samples] == ["conv-26", "conv-30"]
+    assert samples[0].questions[0].evidence == ("D1:1",)
 
 
 # ---- answering and judging through the wire fake ----
@@ -285,7 +299,7 @@ def test_llm_answers_and_judge_against_the_wire_fake(pool, cached, fake_llm):
         pool,
         cached,
         [sample],
-        methods=[locomo.PRODUCT],
+        ablations=False,
         llm=build_router(settings),
         answer_k=5,
         run_id="llm",
@@ -320,8 +334,6 @@ def test_offline_fallback_is_not_graded(pool, cached, fake_llm):
     )
     try:
         with pytest.raises(locomo.NoModelAnswered):
-            locomo.evaluate(
-                pool, cached, [sample], methods=[locomo.PRODUCT], llm=build_router(settings)
-            )
+            locomo.evaluate(pool, cached, [sample], ablations=False, llm=build_router(settings))
     finally:
         fake_llm.fail_always("anthropic", None)

@@ -1,27 +1,39 @@
-"""Memory quality on long conversations: evidence recall@k of the memory store on any file in
-the LoCoMo format, and, when a language model is configured, answer quality (LLM judge J
-and token F1).
+"""Memory quality on long conversations, through the product: evidence recall@k of what
+``GET /v1/memories/search`` serves, on any file in the LoCoMo format, and, when a language
+model is configured, answer quality (the mem0 paper's LLM judge J, and token F1).
 
     .venv/bin/python -m bench.quality.locomo bench/quality/synthetic_locomo.json
-    .venv/bin/python -m bench.quality.locomo locomo10.json --k 5 10 20 --json out.json
+    .venv/bin/python -m bench.quality.locomo PATH/locomo10.json --json out.json
+    .venv/bin/python -m bench.quality.locomo PATH/locomo10.json --http http://localhost:8080
 
-Each sample's turns are loaded into the memory store twice, one user each: as raw turns
-(the text, with the turn's dia_id in metadata) and as indexed by ``services.recall``
-(speaker, session date, neighbouring turns). Every question is then answered from:
+The LoCoMo release (CC BY-NC 4.0) is not in this repository: pass the path of its
+``locomo10.json``, or of a directory of per-conversation JSON files as its zip unpacks.
 
-* ``vector``   the store's vector-only search on raw turns;
-* ``lexical``  the store's lexical-only search on raw turns;
-* ``rrf``      the store's hybrid search on raw turns: plain reciprocal-rank fusion (the floor);
-* ``ours``     ``services.recall.search`` on indexed turns (the product);
+Each conversation is loaded the way a user of the API would load it: one memory per turn
+through the write path (``MemoryStore.upsert``, which ``POST /v1/memories`` calls; with
+``--http``, the endpoint itself), content ``"Speaker: text"``, ``observed_at`` the session
+date, metadata ``dia_id``, ``speaker``, ``session`` and ``position``. The embedding
+outbox then embeds everything and merges what it judges the same statement, as it does
+for users; the report counts the merges and the evidence turns lost to them. Every
+question is then asked through ``services.retrieval.retrieve`` (the function the search
+endpoint, the agent and its tools call; with ``--http``, the endpoint). Methods:
 
-plus ablations of ``ours`` (indexing only, + query rewriting, + reranking) unless
-``--no-ablations``. Recall@k of a question is the share of its evidence dia_ids among the
-top k turns; "overall" averages categories 1-4 (category 5, adversarial, is listed apart,
-as in the mem0 paper). Questions are also split into two halves by their index in the
-sample (even: dev, on which the method was tuned; odd: held out).
+* ``e5``      the same embedding model over ``"Speaker: text"``, exact cosine (numpy);
+* ``bm25``    BM25 (``bm25s``) over ``"Speaker: text"``: words and CJK bigrams, English
+              stemming and stop words;
+* ``e5+bm25`` their reciprocal-rank fusion (k=60, top 50 of each): the strongest simple
+              alternative, and the floor the product must beat;
+* ``ours``    the product's retrieval pipeline, plus ablations of its rules unless
+              ``--no-ablations``.
+
+Recall@k of a question is the share of its evidence turns among the top k (a memory that
+absorbed a merged turn counts for it); "overall" averages categories 1-4 (category 5,
+adversarial, is listed apart, as in the mem0 paper). Questions are also split in two by
+their index (even: dev, on which the rules were tuned; odd: held out). Latency is per
+question through the product path, the query embedding included.
 
 With ANTHROPIC_API_KEY or OPENAI_API_KEY (or OPENAI_CHAT_BASE_URL) set, each question of
-categories 1-4 is also answered by the model from ``ours``'s top ``--answer-k`` memories and
+categories 1-4 is answered by the model from ``ours``'s top ``--answer-k`` memories and
 graded by the model as CORRECT/WRONG against the gold answer (J), and by token F1.
 
 Runs against the embedded PostgreSQL under bench/out/ (or DATABASE_URL). Embeddings are
@@ -33,6 +45,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import statistics
 import string
@@ -46,12 +59,13 @@ from typing import Any
 
 import numpy as np
 
-from services import recall
+from services import lexical, retrieval
 from services.db import Pool
 from services.embeddings import Embedder
 from services.llm.common import ChatRequest, Message
-from services.memories import MemoryStore, NewMemory
-from services.outbox import document_text
+from services.memories import MemoryStore
+from services.outbox import drain
+from services.turns import Turn
 
 OUT = Path(__file__).resolve().parents[1] / "out"
 DEFAULT_KS = (5, 10, 20)
@@ -87,7 +101,7 @@ class Sample:
     sample_id: str
     speaker_a: str
     speaker_b: str
-    turns: tuple[recall.Turn, ...]
+    turns: tuple[Turn, ...]
     questions: tuple[Question, ...]
 
 
@@ -123,19 +137,33 @@ def normalise_dia_id(value: Any) -> str:
     return re.sub(r"\s+", "", str(value))
 
 
+def _read_raw(path: Path) -> list[dict[str, Any]]:
+    """The samples of a LoCoMo file (a list, or one sample object), or of a directory of
+    per-conversation files (``{"speaker_a": ..., "session_1": ..., "qa": [...]}``)."""
+    if path.is_dir():
+        out = []
+        for file in sorted(path.glob("*.json"), key=lambda p: (len(p.stem), p.stem)):
+            raw = json.loads(file.read_text(encoding="utf-8"))
+            if "conversation" not in raw:
+                conversation = {k: v for k, v in raw.items() if k != "qa"}
+                raw = {"sample_id": f"conv-{file.stem}", "conversation": conversation,
+                       "qa": raw.get("qa", [])}  # fmt: skip
+            out.append(raw)
+        return out
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return [data] if isinstance(data, dict) else data
+
+
 def load_samples(path: str | Path) -> list[Sample]:
-    """Samples of a LoCoMo-format file (a list, or one sample object)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if isinstance(data, dict):
-        data = [data]
+    """Samples of a LoCoMo-format file or directory (see ``_read_raw``)."""
     samples = []
-    for number, raw in enumerate(data):
+    for number, raw in enumerate(_read_raw(Path(path))):
         conversation = raw["conversation"]
         sample_id = str(raw.get("sample_id", f"sample-{number}"))
         sessions = sorted(
             (int(m.group(1)), key) for key in conversation if (m := _SESSION_KEY.match(key))
         )
-        turns: list[recall.Turn] = []
+        turns: list[Turn] = []
         for session_number, key in sessions:
             when = parse_session_date(conversation.get(f"{key}_date_time"))
             for position, turn in enumerate(conversation[key] or []):
@@ -146,7 +174,7 @@ def load_samples(path: str | Path) -> list[Sample]:
                 if not text:
                     continue
                 turns.append(
-                    recall.Turn(
+                    Turn(
                         speaker=str(turn.get("speaker", "")),
                         text=text,
                         turn_id=normalise_dia_id(
@@ -228,122 +256,153 @@ class CachingEmbedder:
             np.savez(self.path, **self._cache)
 
 
-# ---- retrieval methods ------------------------------------------------------------------------
+# ---- baselines: the same model and a real BM25, outside the product --------------------
 
 
-@dataclass(frozen=True)
-class Method:
-    name: str
-    description: str
-    index: str  # a key of INDEXES: how the sample's turns are loaded
-    retrieve: Callable[[MemoryStore, str, str, int], list[str]]  # -> memory ids, best first
+def turn_text(turn: Turn) -> str:
+    return f"{turn.speaker}: {turn.text}"
 
 
-def _raw_memories(turns: Sequence[recall.Turn]) -> list[NewMemory]:
-    """The turn's text as is; metadata only (never searched) keeps where it came from."""
-    return [
-        NewMemory(
-            content=turn.text,
-            metadata={
-                "turn_id": turn.turn_id,
-                "speaker": turn.speaker,
-                "session": turn.session,
-                "position": turn.position,
-            },
+_STEMMER: Any = None
+
+
+def bm25_tokens(text: str) -> list[str]:
+    """Words (English-stemmed, stop words out) and CJK bigrams, as the store indexes them."""
+    global _STEMMER
+    import Stemmer
+    from bm25s.stopwords import STOPWORDS_EN
+
+    if _STEMMER is None:
+        _STEMMER = Stemmer.Stemmer("english")
+    stop = set(STOPWORDS_EN)
+    words = [t for t in lexical.terms(text) if t not in stop]
+    return [w if _CJK.search(w) else _STEMMER.stemWord(w) for w in words]
+
+
+class Baselines:
+    """What a user could build in an afternoon over one conversation's turns."""
+
+    def __init__(self, embedder: Embedder, turns: Sequence[Turn]) -> None:
+        import bm25s
+
+        self.embedder = embedder
+        self.ids = [t.turn_id for t in turns]
+        texts = [turn_text(t) for t in turns]
+        self.vectors = np.asarray(embedder.embed_documents(texts), dtype=np.float32)
+        self.bm25 = bm25s.BM25()
+        corpus = [bm25_tokens(t) or ["\u2205"] for t in texts]
+        self.vocabulary = {token for tokens in corpus for token in tokens}
+        self.bm25.index(corpus, show_progress=False)
+
+    def e5(self, question: str, k: int) -> list[str]:
+        scores = self.vectors @ self.embedder.embed_query(question)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [self.ids[i] for i in order]
+
+    def bm25_ranking(self, question: str, k: int) -> list[str]:
+        tokens = [t for t in bm25_tokens(question) if t in self.vocabulary]
+        if not tokens:
+            return []
+        k = min(k, len(self.ids))
+        documents, scores = self.bm25.retrieve([tokens], k=k, show_progress=False)
+        return [self.ids[int(d)] for d, s in zip(documents[0], scores[0]) if s > 0]
+
+    def fused(self, question: str, k: int, pool: int = 50, rrf_k: int = 60) -> list[str]:
+        score: dict[str, float] = {}
+        for ranking in (self.e5(question, pool), self.bm25_ranking(question, pool)):
+            for rank, turn_id in enumerate(ranking, start=1):
+                score[turn_id] = score.get(turn_id, 0.0) + 1 / (rrf_k + rank)
+        return sorted(score, key=lambda t: (-score[t], t))[:k]
+
+
+BASELINES = ("e5", "bm25", "e5+bm25")
+PRODUCT = "ours"
+OURS = retrieval.RetrievalConfig()
+ABLATIONS: dict[str, retrieval.RetrievalConfig] = {
+    "ours-names": replace(OURS, strip_names=False, speaker_bonus=0.0),
+    "ours-scope": replace(OURS, speaker_scope_weight=0.0),
+    "ours-reply": replace(OURS, reply_weight=0.0, question_factor=1.0),
+    "ours-rrf": replace(
+        OURS, strip_names=False, rewrite_query=False, speaker_bonus=0.0,
+        speaker_scope_weight=0.0, reply_weight=0.0, question_factor=1.0,
+    ),
+}  # fmt: skip
+
+
+# ---- the product path -----------------------------------------------------------------------
+
+
+@dataclass
+class Loaded:
+    """One conversation as the product holds it after the outbox ran."""
+
+    user_id: str
+    turns_of: dict[str, set[str]]  # memory id -> the dia_ids it holds (its own and merged)
+    merges: list[dict[str, str]]  # {"survivor": text, "merged": text}
+    load_seconds: float = 0.0
+
+
+def turn_metadata(turn: Turn) -> dict[str, Any]:
+    return {
+        "dia_id": turn.turn_id,
+        "speaker": turn.speaker,
+        "session": turn.session,
+        "position": turn.position,
+    }
+
+
+def turns_held(memory_metadata: dict[str, Any]) -> set[str]:
+    held = {str(memory_metadata["dia_id"])} if "dia_id" in memory_metadata else set()
+    for entry in memory_metadata.get("merged", []):
+        held |= turns_held(entry.get("metadata", {}))
+    return held
+
+
+def load_through_store(
+    store: MemoryStore, pool: Pool, sample: Sample, user_id: str, threshold: float
+) -> Loaded:
+    """Every turn through the write path, then the outbox until nothing is pending."""
+    started = time.perf_counter()
+    for turn in sample.turns:
+        store.upsert(
+            user_id,
+            turn_text(turn),
+            metadata=turn_metadata(turn),
             observed_at=turn.when,
+            actor="quality-bench",
         )
-        for turn in turns
-    ]
+    drain(pool, store.embedder, batch_size=64, duplicate_threshold=threshold)
+    return Loaded(user_id, held_turns(store, user_id), merged_pairs(pool, user_id),
+                  time.perf_counter() - started)  # fmt: skip
 
 
-INDEXES: dict[str, Callable[[Sequence[recall.Turn]], list[NewMemory]]] = {
-    "raw": _raw_memories,
-    "turns": recall.turn_memories,  # ours
-    "context": lambda turns: recall.turn_memories(  # date and neighbours in the context
-        turns,
-        recall.IndexConfig(
-            session_date_in_context=True,
-            resolved_dates_in_context=True,
-            neighbours_before=1,
-            neighbours_after=1,
-        ),
-    ),
-}
+def held_turns(store: MemoryStore, user_id: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    cursor = None
+    while True:
+        page = store.list(user_id, limit=200, cursor=cursor)
+        out |= {m.id: turns_held(m.metadata) for m in page.items}
+        if page.next_cursor is None:
+            return out
+        cursor = page.next_cursor
 
 
-def _store_mode(mode: str) -> Callable[[MemoryStore, str, str, int], list[str]]:
-    def run(store: MemoryStore, user_id: str, query: str, limit: int) -> list[str]:
-        return [h.memory.id for h in store.search(user_id, query, limit=limit, mode=mode)]
-
-    return run
-
-
-def _recall(config: recall.RecallConfig) -> Callable[[MemoryStore, str, str, int], list[str]]:
-    def run(store: MemoryStore, user_id: str, query: str, limit: int) -> list[str]:
-        hits = recall.search(store, user_id, query, limit=limit, config=config)
-        return [h.memory.id for h in hits]
-
-    return run
+def merged_pairs(pool: Pool, user_id: str) -> list[dict[str, str]]:
+    with pool.transaction() as tx:
+        rows = tx.execute(
+            "SELECT old_content, new_content FROM memory_events "
+            "WHERE user_id = %s AND op = 'MERGED' ORDER BY id",
+            [user_id],
+        )
+    return [{"merged": old, "survivor": new} for old, new in rows]
 
 
-OURS = recall.RecallConfig()
-BASELINES = [
-    Method("vector", "store vector-only search, raw turns", "raw", _store_mode("vector")),
-    Method("lexical", "store lexical-only search, raw turns", "raw", _store_mode("lexical")),
-    Method("rrf", "store hybrid (plain RRF), raw turns: the floor", "raw", _store_mode("hybrid")),
-]
-PRODUCT = Method(
-    "ours", "services.recall: indexed turns, query rewriting, reranking", "turns", _recall(OURS)
-)
-ABLATIONS = [
-    Method("idx-rrf", "indexed turns, store hybrid (plain RRF)", "turns", _store_mode("hybrid")),
-    Method(
-        "ctx-rrf",
-        "turns + date + neighbours in context, plain RRF",
-        "context",
-        _store_mode("hybrid"),
-    ),
-    Method(
-        "ctx-ours", "turns + date + neighbours in context, recall.search", "context", _recall(OURS)
-    ),
-    Method("raw-ours", "raw turns, recall.search", "raw", _recall(OURS)),
-    Method(
-        "ours-names",
-        "ours, names kept in the query, no speaker bonus",
-        "turns",
-        _recall(replace(OURS, strip_names=False, speaker_bonus=0.0)),
-    ),
-    Method(
-        "ours-nobonus",
-        "ours without the speaker bonus",
-        "turns",
-        _recall(replace(OURS, speaker_bonus=0.0)),
-    ),
-    Method(
-        "ours-scope",
-        "ours without the named speaker's own ranking",
-        "turns",
-        _recall(replace(OURS, speaker_scope_weight=0.0)),
-    ),
-    Method(
-        "ours-reply",
-        "ours without the answer-follows-question rule",
-        "turns",
-        _recall(replace(OURS, reply_weight=0.0, question_factor=1.0)),
-    ),
-    Method(
-        "ours+nbr",
-        "ours + neighbour bonus 0.3",
-        "turns",
-        _recall(replace(OURS, neighbour_weight=0.3)),
-    ),
-    Method(
-        "ours+time",
-        "ours + temporal bonus 0.3",
-        "turns",
-        _recall(replace(OURS, temporal_bonus=0.3)),
-    ),
-]
+def evidence_lost(loaded: Loaded, sample: Sample) -> list[str]:
+    """Evidence turns that no live memory holds any more."""
+    held = set().union(*loaded.turns_of.values()) if loaded.turns_of else set()
+    evidence = {e for q in sample.questions for e in q.evidence}
+    known = {t.turn_id for t in sample.turns}
+    return sorted((evidence & known) - held)
 
 
 # ---- the run --------------------------------------------------------------------------------
@@ -359,24 +418,19 @@ class QuestionResult:
     f1: float | None = None
 
 
-def load_sample(
-    store: MemoryStore, embedder: CachingEmbedder, user_id: str, memories: list[NewMemory]
-) -> dict[str, str]:
-    """Insert ``memories`` with their embeddings (as the outbox would compute them);
-    returns memory id -> turn id."""
-    vectors = embedder.embed_documents([document_text(m.content, m.context) for m in memories])
-    items = [
-        NewMemory(
-            content=m.content,
-            context=m.context,
-            metadata=m.metadata,
-            observed_at=m.observed_at,
-            embedding=vector,
-        )
-        for m, vector in zip(memories, vectors)
-    ]
-    ids = store.add_many(user_id, items, actor="quality-bench")
-    return {memory_id: str(m.metadata["turn_id"]) for memory_id, m in zip(ids, memories)}
+def _recall(ranked: Sequence[str], evidence: Sequence[str], ks: Sequence[int]) -> dict:
+    seen: list[str] = []
+    for turn in ranked:
+        if turn not in seen:
+            seen.append(turn)
+    return {k: len(set(seen[:k]) & set(evidence)) / len(evidence) for k in ks}
+
+
+def _product_ranking(hits: Sequence[Any], loaded: Loaded) -> list[str]:
+    ranked: list[str] = []
+    for hit in hits:
+        ranked.extend(sorted(loaded.turns_of.get(hit.memory.id, ())))
+    return ranked
 
 
 def evaluate(
@@ -385,69 +439,71 @@ def evaluate(
     samples: Sequence[Sample],
     *,
     ks: Sequence[int] = DEFAULT_KS,
-    methods: Sequence[Method] | None = None,
+    ablations: bool = True,
+    duplicate_threshold: float = 0.95,
     llm: Any | None = None,
     answer_k: int = 10,
     llm_limit: int | None = None,
     run_id: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Load every sample, run every method on every question; the report as a dict.
-
-    ``llm`` is a router (anything with ``complete(ChatRequest)``); None skips answering.
-    The users this run created are deleted at the end.
-    """
-    methods = list(methods if methods is not None else [*BASELINES, PRODUCT, *ABLATIONS])
+    """Load every sample through the product, ask every question of every method; the
+    report as a dict. ``llm`` is a router (anything with ``complete(ChatRequest)``); None
+    skips answering. The users this run created are deleted at the end."""
     ks = sorted(set(ks))
     top = max(ks)
     store = MemoryStore(pool, embedder)
     run_id = run_id or uuid.uuid4().hex[:8]
     users: list[str] = []
     results: list[QuestionResult] = []
+    loads: dict[str, dict[str, Any]] = {}
+    configs = {PRODUCT: OURS, **(ABLATIONS if ablations else {})}
     answered = 0
     started = time.perf_counter()
     try:
         for sample in samples:
-            user_of: dict[str, str] = {}
-            turn_of: dict[str, str] = {}
-            for index in dict.fromkeys([m.index for m in methods] + ["turns"]):
-                user_of[index] = f"locomo-{run_id}-{sample.sample_id}-{index}"
-                users.append(user_of[index])
-                memories = INDEXES[index](sample.turns)
-                turn_of |= load_sample(store, embedder, user_of[index], memories)
+            user = f"locomo-{run_id}-{sample.sample_id}"
+            users.append(user)
+            loaded = load_through_store(store, pool, sample, user, duplicate_threshold)
+            baselines = Baselines(embedder, sample.turns)
             known = {t.turn_id for t in sample.turns}
+            loads[sample.sample_id] = {
+                "turns": len(sample.turns),
+                "memories": len(loaded.turns_of),
+                "merges": loaded.merges,
+                "evidence_lost": evidence_lost(loaded, sample),
+                "load_seconds": round(loaded.load_seconds, 1),
+            }
             if progress:
-                progress(f"{sample.sample_id}: {len(sample.turns)} turns, {len(known)} ids")
+                progress(
+                    f"{sample.sample_id}: {len(sample.turns)} turns -> "
+                    f"{len(loaded.turns_of)} memories, {len(loaded.merges)} merges, "
+                    f"{len(loads[sample.sample_id]['evidence_lost'])} evidence turns lost"
+                )
             for question in sample.questions:
                 evidence = [e for e in dict.fromkeys(question.evidence) if e in known]
                 if not evidence:
                     continue
                 result = QuestionResult(question)
-                for method in methods:
-                    user = user_of[method.index]
-                    method.retrieve(store, user, question.question, top)  # warm its embeddings
+                text = question.question
+                result.recall["e5"] = _recall(baselines.e5(text, top), evidence, ks)
+                result.recall["bm25"] = _recall(baselines.bm25_ranking(text, top), evidence, ks)
+                result.recall["e5+bm25"] = _recall(baselines.fused(text, top), evidence, ks)
+                for name, config in configs.items():
                     t0 = time.perf_counter()
-                    ids = method.retrieve(store, user, question.question, top)
-                    result.latency_ms[method.name] = (time.perf_counter() - t0) * 1000
-                    ranked = [turn_of[i] for i in ids]
-                    result.recall[method.name] = {
-                        k: len(set(ranked[:k]) & set(evidence)) / len(evidence) for k in ks
-                    }
+                    hits = retrieval.retrieve(store, user, text, limit=top, config=config).hits
+                    result.latency_ms[name] = (time.perf_counter() - t0) * 1000
+                    ranked = _product_ranking(hits, loaded)
+                    result.recall[name] = _recall(ranked, evidence, ks)
                 if (
                     llm is not None
                     and question.category in SCORED_CATEGORIES
                     and question.answer is not None
                     and (llm_limit is None or answered < llm_limit)
                 ):
-                    hits = recall.search(
-                        store, user_of["turns"], question.question, limit=answer_k, config=OURS
-                    )
-                    result.prediction = answer_question(
-                        llm, question.question, [h.memory for h in hits]
-                    )
-                    result.judge = judge_answer(
-                        llm, question.question, question.answer, result.prediction
-                    )
+                    hits = retrieval.retrieve(store, user, text, limit=answer_k).hits
+                    result.prediction = answer_question(llm, text, [h.memory for h in hits])
+                    result.judge = judge_answer(llm, text, question.answer, result.prediction)
                     result.f1 = token_f1(result.prediction, question.answer)
                     answered += 1
                 results.append(result)
@@ -456,14 +512,23 @@ def evaluate(
             for user in users:
                 tx.execute("DELETE FROM memories WHERE user_id = %s", [user])
                 tx.execute("DELETE FROM memory_events WHERE user_id = %s", [user])
-    return build_report(
-        samples, results, methods, ks, llm is not None, time.perf_counter() - started
-    )
+    methods = [*BASELINES, *configs]
+    report = build_report(samples, results, methods, ks, llm is not None,
+                          time.perf_counter() - started)  # fmt: skip
+    report["loads"] = loads
+    return report
 
 
 def _mean(values: Iterable[float]) -> float | None:
     values = list(values)
     return round(statistics.fmean(values), 4) if values else None
+
+
+def _percentile(values: Sequence[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 2)
 
 
 def _aggregate(results: Sequence[QuestionResult], method: str, ks: Sequence[int]) -> dict[str, Any]:
@@ -475,20 +540,22 @@ def _aggregate(results: Sequence[QuestionResult], method: str, ks: Sequence[int]
             **{str(k): _mean(r.recall[method][k] for r in chosen) for k in ks},
         }
     scored = [r for r in results if r.question.category in SCORED_CATEGORIES]
+    latencies = [r.latency_ms[method] for r in results if method in r.latency_ms]
     return {
         "overall": {
             "n": len(scored),
             **{str(k): _mean(r.recall[method][k] for r in scored) for k in ks},
         },
         "by_category": by_category,
-        "mean_ms": _mean(r.latency_ms[method] for r in results),
+        "p50_ms": _percentile(latencies, 0.5),
+        "p95_ms": _percentile(latencies, 0.95),
     }
 
 
 def build_report(
     samples: Sequence[Sample],
     results: Sequence[QuestionResult],
-    methods: Sequence[Method],
+    methods: Sequence[str],
     ks: Sequence[int],
     with_llm: bool,
     seconds: float,
@@ -499,11 +566,10 @@ def build_report(
         "questions": len(results),
         "skipped_without_evidence": sum(len(s.questions) for s in samples) - len(results),
         "ks": list(ks),
-        "methods": {m.name: m.description for m in methods},
-        "recall": {m.name: _aggregate(results, m.name, ks) for m in methods},
+        "recall": {m: _aggregate(results, m, ks) for m in methods},
         "splits": {
             split: {
-                m.name: _aggregate([r for r in results if r.question.split == split], m.name, ks)
+                m: _aggregate([r for r in results if r.question.split == split], m, ks)
                 for m in methods
             }
             for split in ("dev", "heldout")
@@ -669,12 +735,12 @@ def markdown_table(report: dict[str, Any], k: int = 10, split: str | None = None
     ks = report["ks"]
     categories = sorted({c for agg in source.values() for c in agg["by_category"]}, key=int)
     head = [f"cat {c} {CATEGORY_NAMES.get(int(c), '')}".strip() + f" @{k}" for c in categories]
-    head += [f"overall @{kk}" for kk in ks] + ["ms/query"]
+    head += [f"overall @{kk}" for kk in ks] + ["p50 ms", "p95 ms"]
     lines = ["| method | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for name, agg in source.items():
         cells = [_cell(agg["by_category"].get(c, {}).get(str(k))) for c in categories]
         cells += [_cell(agg["overall"][str(kk)]) for kk in ks]
-        cells.append("–" if agg["mean_ms"] is None else f"{agg['mean_ms']:.1f}")
+        cells += ["–" if agg[m] is None else f"{agg[m]:.1f}" for m in ("p50_ms", "p95_ms")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     counts = ", ".join(
         f"cat {c}: {next(iter(source.values()))['by_category'][c]['n']}" for c in categories
@@ -686,17 +752,129 @@ def markdown_table(report: dict[str, Any], k: int = 10, split: str | None = None
 
 def gain(report: dict[str, Any], k: int = 10, split: str | None = None) -> dict[str, float | None]:
     source = report["recall"] if split is None else report["splits"][split]
-    ours = source["ours"]["overall"][str(k)]
+    ours = source[PRODUCT]["overall"][str(k)]
     out: dict[str, float | None] = {}
-    for name in ("vector", "lexical", "rrf"):
+    for name in BASELINES:
         base = source.get(name, {}).get("overall", {}).get(str(k))
         out[name] = None if not base or ours is None else round(ours / base - 1, 4)
     return out
 
 
+def merge_summary(report: dict[str, Any]) -> str:
+    loads = report.get("loads", {})
+    merges = sum(len(v["merges"]) for v in loads.values())
+    lost = sum(len(v["evidence_lost"]) for v in loads.values())
+    turns = sum(v["turns"] for v in loads.values())
+    return (
+        f"{turns} turns written, {merges} merged into an earlier memory, {lost} evidence turns lost"
+    )
+
+
+# ---- through HTTP ----------------------------------------------------------------------------
+
+
+class Http:
+    """The running service's API (``make run``), with one API key."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        import requests
+
+        self.base = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.session.request(method, self.base + path, timeout=60, **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json() if response.content else None
+
+    def memories(self, namespace: str) -> list[dict[str, Any]]:
+        items, cursor = [], None
+        while True:
+            params = {
+                "namespace": namespace,
+                "limit": 200,
+                **({"cursor": cursor} if cursor else {}),
+            }
+            page = self.call("GET", "/v1/memories", params=params)
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return items
+
+
+def evaluate_http(
+    http: Http,
+    samples: Sequence[Sample],
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    run_id: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    wait_seconds: float = 1800,
+) -> dict[str, Any]:
+    """As ``evaluate`` for the product only, through POST /v1/memories and GET
+    /v1/memories/search of a running service (one namespace per conversation)."""
+    ks = sorted(set(ks))
+    top = max(ks)
+    run_id = run_id or uuid.uuid4().hex[:8]
+    results: list[QuestionResult] = []
+    loads: dict[str, dict[str, Any]] = {}
+    started = time.perf_counter()
+    for sample in samples:
+        namespace = f"locomo-{run_id}-{sample.sample_id}"
+        t0 = time.perf_counter()
+        for turn in sample.turns:
+            http.call("POST", "/v1/memories", json={
+                "content": turn_text(turn), "namespace": namespace,
+                "metadata": turn_metadata(turn),
+                "observed_at": turn.when.isoformat() if turn.when else None,
+            })  # fmt: skip
+        deadline = time.monotonic() + wait_seconds
+        while True:  # the service's outbox embeds (and merges) in the background
+            items = http.memories(namespace)
+            if all(m["embedded"] for m in items) or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        loaded = Loaded(namespace, {m["id"]: turns_held(m["metadata"]) for m in items}, [],
+                        time.perf_counter() - t0)  # fmt: skip
+        known = {t.turn_id for t in sample.turns}
+        loads[sample.sample_id] = {
+            "turns": len(sample.turns),
+            "memories": len(items),
+            "merges": [{} for _ in range(len(sample.turns) - len(items))],
+            "evidence_lost": evidence_lost(loaded, sample),
+            "load_seconds": round(loaded.load_seconds, 1),
+        }
+        if progress:
+            progress(f"{sample.sample_id}: {len(sample.turns)} turns -> {len(items)} memories")
+        for question in sample.questions:
+            evidence = [e for e in dict.fromkeys(question.evidence) if e in known]
+            if not evidence:
+                continue
+            result = QuestionResult(question)
+            t1 = time.perf_counter()
+            found = http.call("GET", "/v1/memories/search", params={
+                "q": question.question, "limit": top, "namespace": namespace})  # fmt: skip
+            result.latency_ms[PRODUCT] = (time.perf_counter() - t1) * 1000
+            ranked: list[str] = []
+            for item in found["items"]:
+                ranked.extend(sorted(turns_held(item["memory"]["metadata"])))
+            result.recall[PRODUCT] = _recall(ranked, evidence, ks)
+            results.append(result)
+    report = build_report(samples, results, [PRODUCT], ks, False, time.perf_counter() - started)
+    report["loads"] = loads
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("file", help="a LoCoMo-format JSON file")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Example:\n  .venv/bin/python -m bench.quality.locomo "
+        "bench/quality/synthetic_locomo.json --no-ablations",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", help="a LoCoMo-format JSON file, or a directory of them")
     parser.add_argument("--k", type=int, nargs="+", default=list(DEFAULT_KS))
     parser.add_argument("--limit-samples", type=int, default=None)
     parser.add_argument("--json", dest="json_out", default=None, help="write the report here")
@@ -705,11 +883,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--answer-k", type=int, default=10, help="memories given to the model")
     parser.add_argument("--llm-limit", type=int, default=None, help="answer at most N questions")
     parser.add_argument("--embedding-cache", default=None, help=".npz file to reuse embeddings")
+    parser.add_argument(
+        "--http", default=None, metavar="URL", help="measure a running service instead"
+    )
+    parser.add_argument(
+        "--api-key", default=os.environ.get("MEMORY_AGENT_API_KEY"),
+        help="key for --http (default: $MEMORY_AGENT_API_KEY)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+
+    samples = load_samples(args.file)[: args.limit_samples]
+    if args.http:
+        if not args.api_key:
+            parser.error("--http needs --api-key or MEMORY_AGENT_API_KEY")
+        report = evaluate_http(
+            Http(args.http, args.api_key),
+            samples,
+            ks=args.k,
+            progress=lambda s: print(s, flush=True),
+        )
+        print_report(report)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+        return 0
 
     from services.config import Settings
     from services.db import open_pool
-    from services.embeddings import make_embedder
+    from services.embeddings import duplicate_threshold, make_embedder
     from services.llm.factory import build_providers, build_router
     from services.migrate import migrate
 
@@ -723,8 +923,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         openai_api_key=env.openai_api_key,
         openai_base_url=env.openai_base_url,
         embedding_model=env.embedding_model,
+        dedup_threshold=env.dedup_threshold,
     )
-    samples = load_samples(args.file)[: args.limit_samples]
     llm = None
     if not args.no_llm and build_providers(env):
         llm = build_router(env)
@@ -732,13 +932,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool = open_pool(settings)
     try:
         migrate(pool, embedder.model, embedder.dim, False)
-        methods = [*BASELINES, PRODUCT] + ([] if args.no_ablations else ABLATIONS)
         report = evaluate(
             pool,
             embedder,
             samples,
             ks=args.k,
-            methods=methods,
+            ablations=not args.no_ablations,
+            duplicate_threshold=duplicate_threshold(settings, embedder.model),
             llm=llm,
             answer_k=args.answer_k,
             llm_limit=args.llm_limit,
@@ -750,29 +950,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["file"] = str(args.file)
     report["embedding_model"] = embedder.model
     report["embeddings_computed"] = embedder.computed
+    print_report(report)
+    print(f"{report['seconds']} s, {embedder.computed} embeddings computed")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
     k = 10 if 10 in report["ks"] else report["ks"][0]
+    print(f"\n{merge_summary(report)}")
     print(f"\nevidence recall@{k} — all questions ({report['questions']})")
     print(markdown_table(report, k))
     for split in ("dev", "heldout"):
         print(f"\n{split} half")
         print(markdown_table(report, k, split))
-    for split in (None, "dev", "heldout"):
-        rel = gain(report, k, split)
-        label = split or "all"
-        print(
-            f"ours vs baselines @{k} ({label}): "
-            + ", ".join(f"{n} {'–' if v is None else f'{v:+.1%}'}" for n, v in rel.items())
-        )
+    if len(report["recall"]) > 1:
+        for split in (None, "dev", "heldout"):
+            rel = gain(report, k, split)
+            print(
+                f"ours vs baselines @{k} ({split or 'all'}): "
+                + ", ".join(f"{n} {'–' if v is None else f'{v:+.1%}'}" for n, v in rel.items())
+            )
     if report["llm"]:
         llm_report = report["llm"]
         print(f"\nLLM: J = {llm_report['j']}, F1 = {llm_report['f1']}", end=" ")
         print(f"over {llm_report['answered']} answers")
     else:
         print("\nno language model configured: answer quality (J, F1) skipped")
-    print(f"{report['seconds']} s, {embedder.computed} embeddings computed")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

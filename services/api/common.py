@@ -49,6 +49,19 @@ def query_int(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def query_number(name: str, default: float, low: float, high: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number", name) from None
+    if not low <= value <= high:  # also refuses nan
+        raise InvalidInput(f"{name} must be between {low:g} and {high:g}", name)
+    return value
+
+
 def query_text(name: str, default: str | None = None, max_chars: int = 4000) -> str | None:
     value = request.args.get(name, default)
     if value is not None and (len(value) > max_chars or "\x00" in value):

@@ -14,12 +14,14 @@ from services.api.common import (
     memory_json,
     query_int,
     query_json_object,
+    query_number,
     query_text,
     runtime,
 )
 from services.errors import InvalidInput
-from services.memories import DEFAULT_NAMESPACE, check_time
+from services.memories import DEFAULT_NAMESPACE, Kind, check_kind, check_time
 from services.retention import restore_archived
+from services.retrieval import retrieve
 
 bp = Blueprint("memories", __name__)
 
@@ -31,6 +33,7 @@ def list_memories():
         namespace=query_text("namespace", DEFAULT_NAMESPACE, 256),
         limit=query_int("limit", 50, 1, 200),
         cursor=query_text("cursor", None, 512),
+        kind=query_kind("fact"),
     )
     return {"items": [memory_json(m) for m in page.items], "next_cursor": page.next_cursor}
 
@@ -40,17 +43,22 @@ def search_memories():
     query = query_text("q")
     if not query:
         raise InvalidInput("q is required", "q")
-    mode = query_text("mode", "hybrid", 16)
-    if mode not in ("hybrid", "vector", "lexical"):
-        raise InvalidInput("mode must be hybrid, vector or lexical", "mode")
-    hits = runtime().memories.search(
-        caller().user_id,
-        query,
+    mode = query_text("mode", None, 16)
+    kind = query_kind(None)
+    arguments = dict(
         namespace=query_text("namespace", DEFAULT_NAMESPACE, 256),
         limit=query_int("limit", 10, 1, 200),
         metadata_filter=query_json_object("filter"),
-        mode=mode,  # type: ignore[arg-type]
+        kind=kind,
     )
+    rt = runtime()
+    if mode is None:  # the retrieval pipeline: what the agent sees
+        min_score = query_number("min_score", 0.0, 0.0, 1.0)
+        hits = retrieve(rt.memories, caller().user_id, query, min_score=min_score, **arguments).hits
+    elif mode in ("hybrid", "vector", "lexical"):  # one raw store ranking
+        hits = rt.memories.search(caller().user_id, query, mode=mode, **arguments)  # type: ignore[arg-type]
+    else:
+        raise InvalidInput("mode must be hybrid, vector or lexical (or absent)", "mode")
     return {
         "items": [
             {
@@ -63,6 +71,14 @@ def search_memories():
             for hit in hits
         ]
     }
+
+
+def query_kind(default: str | None) -> Kind | None:
+    """``kind`` as a query parameter: fact, episode or all (None)."""
+    value = query_text("kind", default, 16)
+    if value is None or value == "all":
+        return None
+    return check_kind(value)
 
 
 @bp.post("/v1/memories")
@@ -78,6 +94,7 @@ def create_memory():
         importance=data.get("importance"),
         observed_at=data.get("observed_at"),
         expires_at=future(data.get("expires_at")),
+        kind=data.get("kind", "fact"),
         request_id=request.environ.get("REQUEST_ID"),
     )
     return memory_json(written.memory), 201 if written.op == "ADD" else 200
@@ -85,7 +102,11 @@ def create_memory():
 
 @bp.get("/v1/memories/<uuid:memory_id>")
 def read_memory(memory_id: UUID):
-    return memory_json(runtime().memories.get(caller().user_id, str(memory_id)))
+    memory = runtime().memories.get(caller().user_id, str(memory_id))
+    data = memory_json(memory)
+    if memory.id != str(memory_id):  # merged into a memory that says the same thing
+        data["merged_into"] = memory.id
+    return data
 
 
 @bp.patch("/v1/memories/<uuid:memory_id>")

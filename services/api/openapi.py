@@ -22,6 +22,7 @@ TEXT = {"type": "string", "minLength": 1, "maxLength": 4000, "pattern": NOT_BLAN
 CONTEXT = {"type": "string", "maxLength": 4000, "pattern": NO_NUL}
 ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": ID_CHARS}
 TIME = {"type": "string", "format": "date-time"}
+KIND = {"type": "string", "enum": ["fact", "episode"]}
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 METADATA = {
     "type": "object",
@@ -62,6 +63,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Memory": {
         "type": "object",
+        "description": (
+            "A fact (what the agent or a client chose to remember) or an episode (a turn "
+            "of a conversation). Conversation turns may carry metadata.speaker, "
+            "metadata.session and metadata.position: the search uses them."
+        ),
         "required": ["id", "key", "namespace", "content", "version", "created_at"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
@@ -79,6 +85,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "access_count": {"type": "integer"},
             "expires_at": NULLABLE_TIME,
             "version": {"type": "integer"},
+            "kind": KIND,
+            "merged_into": {
+                "type": "string",
+                "format": "uuid",
+                "description": "Set when the id asked for was merged into this memory",
+            },
         },
     },
     "MemoryCreate": {
@@ -94,6 +106,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "importance": {"type": "number", "minimum": 0, "maximum": 1},
             "observed_at": TIME,
             "expires_at": TIME,
+            "kind": KIND,
         },
     },
     "MemoryUpdate": {
@@ -129,7 +142,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     "required": ["memory", "score"],
                     "properties": {
                         "memory": {"$ref": "#/components/schemas/Memory"},
-                        "score": {"type": "number"},
+                        "score": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": 1,
+                            "description": (
+                                "Relevance from 0 to 1: 1 is first in every ranking, 0.5 "
+                                "first in one of two"
+                            ),
+                        },
                         "similarity": {"type": ["number", "null"]},
                         "vector_rank": {"type": ["integer", "null"]},
                         "lexical_rank": {"type": ["integer", "null"]},
@@ -472,9 +493,14 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/models": {"get": _op("Models (OpenAI-compatible)", "ModelList", errors=("401", "429"))},
     "/v1/memories": {
         "get": _op(
-            "List memories, newest first",
+            "List memories, newest first (facts unless kind says otherwise)",
             "MemoryPage",
-            params=[LIMIT, NAMESPACE, _query("cursor", {"type": "string", "maxLength": 512})],
+            params=[
+                LIMIT,
+                NAMESPACE,
+                _query("cursor", {"type": "string", "maxLength": 512}),
+                _query("kind", {"type": "string", "enum": ["fact", "episode", "all"]}),
+            ],
         ),
         "post": _op(
             "Create (or update by key) a memory",
@@ -486,13 +512,15 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/memories/search": {
         "get": _op(
-            "Hybrid (semantic + lexical) search",
+            "Search: the retrieval pipeline the agent uses, or one raw ranking (mode)",
             "SearchResults",
             params=[
                 _query("q", {"type": "string", "minLength": 1, "maxLength": 4000}, True),
                 LIMIT,
                 NAMESPACE,
                 _query("mode", {"type": "string", "enum": ["hybrid", "vector", "lexical"]}),
+                _query("min_score", {"type": "number", "minimum": 0, "maximum": 1}),
+                _query("kind", {"type": "string", "enum": ["fact", "episode", "all"]}),
                 {
                     "name": "filter",
                     "in": "query",
