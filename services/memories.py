@@ -642,9 +642,7 @@ class MemoryStore:
             )
         return len(ids)
 
-    def count(
-        self, user_id: str, namespace: str | None = None, kind: Kind | None = None
-    ) -> int:
+    def count(self, user_id: str, namespace: str | None = None, kind: Kind | None = None) -> int:
         with self.pool.transaction(user_id) as tx:
             return int(
                 tx.value(
