@@ -7,10 +7,11 @@ never enough. Two facts merge only when all of these hold:
 
 * same user, namespace and kind ``fact`` (episodes are events: saying "thanks" twice is two
   turns), and the same speaker where either names one (``metadata.speaker``);
-* the same numbers and the same polarity (a "not" or 不 on one side only is a different
-  statement);
-* the normalised texts are equal, or the cosine similarity is at least the model's
-  calibrated threshold AND most words are shared (``MergeRule``).
+* the same speaker prefix where the text is written as a turn ("Anna: ...");
+* the normalised texts are equal (case, width, punctuation, spacing), or the same content
+  words in the same order (articles and fillers aside) with a cosine similarity of at
+  least the model's threshold (``MergeRule``): one different word, a day, a name, "two"
+  or "three", a "not", is a different statement.
 
 A merge keeps the older memory's id, text and vector, and adds the newer one to its
 ``metadata.merged`` (id, text, context, metadata, observed_at), so nothing either said is
@@ -18,9 +19,11 @@ lost; the newer row is deleted with a ``MERGED`` event carrying both texts and
 ``merged_into``, so its id still resolves. A merge that would push the survivor's metadata
 over its size limit is not made: both memories stay.
 
-The thresholds were calibrated on bench/quality/dedup_pairs.jsonl (English and Chinese
-pairs labelled same/distinct): ``python -m bench.quality.dedup`` prints the precision and
-recall of this rule and the figures are in docs/BENCHMARKS.md.
+Calibrated on bench/quality/dedup_pairs.jsonl (256 English and Chinese pairs labelled
+same/distinct, most distinct ones differing in one word): ``python -m bench.quality.dedup``
+prints the rule's precision (1.0: no distinct pair merges) and recall (0.2: paraphrases
+with other words stay two memories, a duplicate rather than a loss); similarity alone at
+0.95 merged 31 distinct pairs of that set. Figures in docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services import lexical
 from services.db import Tx
 
 MERGED_KEY = "merged"  # metadata key holding what was folded into a memory
@@ -42,16 +44,22 @@ MAX_NEIGHBOURS = 5  # near neighbours checked against the rule per new memory
 @dataclass(frozen=True)
 class MergeRule:
     similarity: float  # cosine at or above which two texts may be the same statement
-    overlap: float = 0.6  # and the share of words they must share (Jaccard of terms)
 
 
-_NEGATIONS = re.compile(
-    r"\b(?:not|no|never|nothing|none|nobody|cannot|n't|dont|doesnt|didnt|isnt|wasnt|wont|cant)\b"
-    r"|n't|不|没|别|未|無|无|非"
-)
-_NUMBER = re.compile(
-    r"\d+(?:[.,]\d+)?|[零一二三四五六七八九十百千万两]+(?=[个年月日号天岁次点块元公里])"
-)
+# Words whose presence changes no fact: articles, copulas and fillers. Pronouns, negations,
+# prepositions and numbers are kept: "my sister" is not "his sister".
+_FILLER_WORDS = frozenset(
+    {
+        "a", "an", "the", "is", "am", "are", "was", "were", "be", "been", "m", "re", "s",
+        "ve", "ll", "d", "very", "really", "so", "just", "also", "too", "quite", "oh", "um",
+        "uh", "well", "actually", "and",
+    }
+)  # fmt: skip
+_FILLER_CHARS = frozenset("的了呢吧啊呀嘛哦哈嗯啦")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_WORD = re.compile(r"[^\W_]+")
+# "Anna: ..." or "小林：...": a short name before a colon, as conversation turns are written.
+_SPEAKER = re.compile(r"^\s*([^\s:：][^:：\n]{0,39}?)\s*[:：]\s*(?=\S)")
 
 
 def normalise(text: str) -> str:
@@ -60,28 +68,33 @@ def normalise(text: str) -> str:
     return "".join(c for c in folded if unicodedata.category(c)[0] not in "PZSC")
 
 
-def word_overlap(a: str, b: str) -> float:
-    left, right = set(lexical.terms(a)), set(lexical.terms(b))
-    if not left or not right:
-        return 0.0
-    return len(left & right) / len(left | right)
+def speaker_prefix(text: str) -> str | None:
+    match = _SPEAKER.match(text)
+    return match.group(1).casefold() if match else None
 
 
-def _negations(text: str) -> int:
-    return len(_NEGATIONS.findall(text.casefold()))
-
-
-def _numbers(text: str) -> set[str]:
-    return set(_NUMBER.findall(unicodedata.normalize("NFKC", text)))
+def wording(text: str) -> tuple[str, ...]:
+    """The content words of ``text`` in order (CJK by character), fillers left out."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    words: list[str] = []
+    for word in _WORD.findall(folded):
+        if _CJK.search(word):
+            words.extend(c for c in word if c not in _FILLER_CHARS)
+        elif word not in _FILLER_WORDS:
+            words.append(word)
+    return tuple(words)
 
 
 def same_statement(a: str, b: str, similarity: float, rule: MergeRule) -> bool:
-    """Whether a person would call ``a`` and ``b`` the same statement (see module)."""
+    """Whether a person would call ``a`` and ``b`` the same statement: the same speaker
+    (when the text names one), and the same content words in the same order (case,
+    punctuation, articles and fillers aside), with the model agreeing. One different word
+    (a day, a name, "two" or "three") is a different statement."""
+    if speaker_prefix(a) != speaker_prefix(b):
+        return False
     if normalise(a) == normalise(b):
         return True
-    if _numbers(a) != _numbers(b) or _negations(a) != _negations(b):
-        return False
-    return similarity >= rule.similarity and word_overlap(a, b) >= rule.overlap
+    return similarity >= rule.similarity and wording(a) == wording(b)
 
 
 def same_speaker(a: dict[str, Any], b: dict[str, Any]) -> bool:

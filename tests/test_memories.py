@@ -133,15 +133,23 @@ def test_memory_is_searchable_lexically_before_it_is_embedded(store):
 
 def test_near_duplicate_is_merged_into_the_older_memory(store, pool, embedder):
     user = unique_user()
-    first = store.upsert(user, "The user has a dog named Rex").memory
-    second = store.upsert(user, "The user has a dog called Rex").memory
+    first = store.upsert(user, "The user has a dog named Rex", metadata={"n": 1}).memory
+    second = store.upsert(user, "the user has a dog named Rex!", metadata={"n": 2}).memory
+    store.upsert(user, "The user has a dog called Rex")  # other words: kept apart
     store.upsert(user, "The user is learning Japanese")
     embed_all(pool, embedder)
 
     contents = sorted(m.content for m in store.list(user).items)
-    assert len(contents) == 2
-    assert store.get(user, second.id).id == first.id  # the merged id still resolves
-    assert "MERGED" in [event.op for event in store.history(user, second.id)]
+    assert len(contents) == 3
+    survivor = store.get(user, second.id)  # the merged id still resolves
+    assert survivor.id == first.id and survivor.content == first.content
+    assert survivor.metadata["n"] == 1  # both memories' metadata are kept
+    [folded] = survivor.metadata["merged"]
+    assert folded["id"] == second.id and folded["metadata"] == {"n": 2}
+    assert folded["content"] == "the user has a dog named Rex!"
+    merged = [e for e in store.history(user, second.id) if e.op == "MERGED"]
+    assert merged[0].old_content == second.content and merged[0].new_content == first.content
+    assert merged[0].merged_into == first.id
 
 
 def test_malformed_memory_id_is_simply_not_found(store):
