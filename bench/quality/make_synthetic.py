@@ -1036,20 +1036,25 @@ CLOSERS = {
 }
 
 
-def build(seed: int = 5) -> list[dict]:
+def build(
+    seed: int = 5,
+    conversations: list[dict] = CONVERSATIONS,
+    filler_pool: dict[str, list[tuple[str, str]]] = FILLERS,
+) -> list[dict]:
+    """LoCoMo-format samples of ``conversations``, padded with small talk from ``filler_pool``."""
     rng = random.Random(seed)
     samples = []
-    for conv in CONVERSATIONS:
+    for conv in conversations:
         lang = conv["lang"]
         names = {"A": conv["a"], "B": conv["b"]}
-        fillers = list(FILLERS[lang])
+        fillers = list(filler_pool[lang])
         rng.shuffle(fillers)
         conversation: dict = {"speaker_a": conv["a"], "speaker_b": conv["b"]}
         tags: dict[str, str] = {}
         for s_index, blocks in enumerate(conv["sessions"], start=1):
             blocks = [list(block) for block in blocks]
             for _ in range(rng.randint(3, 5)):  # small talk between the events
-                first, second = fillers.pop() if fillers else rng.choice(FILLERS[lang])
+                first, second = fillers.pop() if fillers else rng.choice(filler_pool[lang])
                 who = rng.choice("AB")
                 other = "B" if who == "A" else "A"
                 blocks.insert(rng.randint(0, len(blocks)), [(who, first), (other, second)])
