@@ -12,6 +12,7 @@ import pytest
 from services.app import create_app
 from services.auth import ApiKeyStore
 from services.config import Settings
+from services.outbox import drain
 from tests.fakes.id_tokens import TokenIssuer
 from tests.fakes.llm_server import FakeLLMServer, Reply, ToolUse
 
@@ -223,6 +224,51 @@ def test_list_pages_and_search_filters(client, keys):
     ).get_json()
     assert len(filtered["items"]) == 2
     assert all(hit["memory"]["metadata"] == {"n": 1} for hit in filtered["items"])
+
+
+def test_search_serves_the_pipeline_with_readable_scores_and_a_cut_off(client, keys, app):
+    _, headers = new_user(keys)
+    for content, kind in [
+        ("The user's dog is a beagle called Biscuit", "fact"),
+        ("The user works night shifts at the hospital", "fact"),
+        ("I took Biscuit to the vet on Tuesday", "episode"),
+    ]:
+        made = client.post("/v1/memories", headers=headers, json={"content": content, "kind": kind})
+        assert made.status_code == 201 and made.get_json()["kind"] == kind
+    runtime = app.extensions["runtime"]
+    drain(runtime.pool, runtime.embedder, batch_size=64, duplicate_threshold=0.95)
+    search = "/v1/memories/search?q=Biscuit%20the%20beagle"
+    hits = client.get(search, headers=headers).get_json()["items"]
+    assert hits[0]["memory"]["content"].startswith("The user's dog")
+    assert all(0 <= h["score"] <= 1 for h in hits) and hits[0]["score"] > 0.5
+    cut = client.get(f"{search}&min_score=0.9", headers=headers).get_json()["items"]
+    assert 1 <= len(cut) < len(hits) and all(h["score"] >= 0.9 for h in cut)
+    facts = client.get(f"{search}&kind=fact", headers=headers).get_json()["items"]
+    assert {h["memory"]["kind"] for h in facts} == {"fact"}
+    raw = client.get(f"{search}&mode=lexical", headers=headers).get_json()["items"]
+    assert raw and all(0 <= h["score"] <= 1 and h["vector_rank"] is None for h in raw)
+    listed = client.get("/v1/memories", headers=headers).get_json()["items"]
+    assert {m["kind"] for m in listed} == {"fact"}  # the list shows facts unless asked
+    every = client.get("/v1/memories?kind=all", headers=headers).get_json()["items"]
+    assert len(every) == 3
+    for bad in ("min_score=2", "min_score=nan", "kind=note", "mode=fuzzy"):
+        response = client.get(f"{search}&{bad}", headers=headers)
+        assert response.status_code == 400 and error_of(response)["field"] == bad.split("=")[0]
+
+
+def test_a_merged_id_says_where_it_went(client, keys, app):
+    _, headers = new_user(keys)
+    first = client.post("/v1/memories", headers=headers, json={"content": "I have two cats"})
+    second = client.post("/v1/memories", headers=headers, json={"content": "i have two cats!"})
+    assert first.status_code == second.status_code == 201  # both acknowledged
+    runtime = app.extensions["runtime"]
+    drain(runtime.pool, runtime.embedder, batch_size=64, duplicate_threshold=0.95)
+    survivor_id = first.get_json()["id"]
+    read = client.get(f"/v1/memories/{second.get_json()['id']}", headers=headers).get_json()
+    assert read["id"] == read["merged_into"] == survivor_id
+    assert read["metadata"]["merged"][0]["content"] == "i have two cats!"
+    own = client.get(f"/v1/memories/{survivor_id}", headers=headers).get_json()
+    assert "merged_into" not in own
 
 
 # ---- errors -------------------------------------------------------------------------------
