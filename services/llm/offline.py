@@ -41,7 +41,9 @@ def offline_answer(request: ChatRequest, reason: Reason) -> str:
     else:
         lines.append("I have no saved memories that match your message.")
     lines.append("")
-    lines.append("Nothing you say is saved as a memory until a language model is available.")
+    lines.append(
+        "The conversation is kept, but no new facts are saved until a language model is available."
+    )
     return "\n".join(lines)
 
 
