@@ -201,5 +201,20 @@ def test_schema_is_the_pinned_provider() -> None:
     assert re.search(r'source\s*=\s*"hashicorp/google"\s*\n\s*version\s*=\s*"~> 6\.50"', versions)
 
 
+def test_uptime_checks_use_a_path_that_does_not_end_in_z() -> None:
+    """Uptime checks go through Cloud Run's front end, which reserves some paths ending in
+    "z"; only the container probes (which reach the container directly) use /healthz."""
+    from services.api.openapi import PATHS
+
+    text = "\n".join(p.read_text() for p in sorted(TF.glob("*.tf")))
+    checked = re.findall(r'http_check \{[^}]*?\bpath\s*=\s*"([^"]*)"', text)
+    assert checked, "no uptime check found: the extraction no longer matches"
+    for path in checked:
+        assert not path.rstrip("/").endswith("z"), path
+        assert path in PATHS, f"{path} is not a route the service serves"
+    probes = re.findall(r'_probe \{.*?\bpath\s*=\s*"([^"]*)"', text, re.S)
+    assert sorted(probes) == ["/healthz", "/readyz"]
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
