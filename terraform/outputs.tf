@@ -23,6 +23,11 @@ output "migrate_job" {
   value       = google_cloud_run_v2_job.migrate.name
 }
 
+output "admin_job" {
+  description = "Cloud Run job that runs `python -m services.admin` inside the VPC (first API key: docs/DEPLOY.md)."
+  value       = google_cloud_run_v2_job.admin.name
+}
+
 output "functions" {
   description = "Cloud Functions by name: entry point and URL."
   value = {

@@ -95,6 +95,21 @@ def test_migrations_run_as_a_cloud_run_job(build: dict) -> None:
     assert '"python", "-m", "services.migrate"' in tf
 
 
+def test_the_admin_job_follows_each_new_image(build: dict) -> None:
+    """The first API key is added by the admin job (docs/DEPLOY.md); it must run the code
+    of the deployed revision, not the placeholder image Terraform started it with."""
+    image = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/${_SERVICE}:$SHORT_SHA"
+    text = step_text(step(build, "migrate")).replace("\\\n", "")
+    assert re.search(
+        rf"gcloud run jobs update \$\{{_ADMIN_JOB\}} \S+\s+--image={re.escape(image)}", text
+    )
+    tf = (ROOT / "terraform" / "run.tf").read_text()
+    assert (
+        '"python", "-m", "services.admin"' in tf
+        and 'name                = "${local.name}-admin"' in tf
+    )
+
+
 def test_new_revision_gets_no_traffic_until_smoke_tested(build: dict) -> None:
     deploy = step_text(step(build, "deploy-no-traffic"))
     assert "gcloud run deploy ${_SERVICE}" in deploy
