@@ -87,3 +87,8 @@ output "api_key_secrets" {
   description = "Secret Manager secrets to add the API keys to (gcloud secrets versions add NAME --data-file=-)."
   value       = [for s in google_secret_manager_secret.api : s.secret_id]
 }
+
+output "db_connections" {
+  description = "Connections the service, the functions and the jobs can open at most, and what max_connections minus the reserve leaves (capacity.tf)."
+  value       = module.db_connections.connections
+}
