@@ -41,6 +41,11 @@ locals {
   # services.config.env_names()); PORT is set by Cloud Run itself. "plain" values are set as
   # they are, "secret" values name a Secret Manager secret (latest version).
   # ------------------------------------------------------------------------------------
+  # ID-token sign-in (Firebase / Identity Platform) only when a project is named.
+  firebase_env = var.firebase_project_id == "" ? {} : {
+    FIREBASE_PROJECT_ID = var.firebase_project_id
+  }
+
   # DB_POOL_SIZE of the functions and jobs (capacity.tf counts their connections).
   job_pool_size = 2
 
@@ -55,7 +60,7 @@ locals {
 
   env = {
     service = {
-      plain = merge(local.db_env, {
+      plain = merge(local.db_env, local.firebase_env, {
         DB_USER          = local.db_iam_user.run
         DB_IAM_AUTH      = "true"
         DB_POOL_SIZE     = tostring(var.db_pool_size)

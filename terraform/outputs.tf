@@ -3,6 +3,11 @@ output "service_url" {
   value       = google_cloud_run_v2_service.app.uri
 }
 
+output "custom_domain_records" {
+  description = "DNS records to create for custom_domain (empty without one)."
+  value       = [for r in try(google_cloud_run_domain_mapping.app[0].status[0].resource_records, []) : { type = r.type, name = r.name, data = r.rrdata }]
+}
+
 output "service_name" {
   description = "Cloud Run service name (cloudbuild.yaml _SERVICE)."
   value       = google_cloud_run_v2_service.app.name

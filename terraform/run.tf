@@ -139,6 +139,25 @@ resource "google_cloud_run_v2_service_iam_member" "public" {
   member   = "allUsers"
 }
 
+# Optional custom domain (docs/DEPLOY.md "Chat page, sign-in and a domain"): verify the
+# domain for the project first; the DNS records to create are in output
+# custom_domain_records. Cloud Run provisions the certificate once they resolve.
+resource "google_cloud_run_domain_mapping" "app" {
+  count = var.custom_domain != "" ? 1 : 0
+
+  name     = var.custom_domain
+  location = var.region
+
+  metadata {
+    namespace = var.project_id
+    labels    = local.labels
+  }
+
+  spec {
+    route_name = google_cloud_run_v2_service.app.name
+  }
+}
+
 # The deployer smoke-tests tagged revisions before moving traffic.
 resource "google_cloud_run_v2_service_iam_member" "deployer_invoker" {
   name     = google_cloud_run_v2_service.app.name

@@ -197,6 +197,23 @@ variable "public_access" {
   default     = true
 }
 
+variable "firebase_project_id" {
+  description = "FIREBASE_PROJECT_ID: accept Firebase / Identity Platform ID tokens issued for this project (usually project_id) besides API keys. Empty: API keys only."
+  type        = string
+  default     = ""
+}
+
+variable "custom_domain" {
+  description = "Optional domain (e.g. chat.example.com, verified for the project) mapped to the service with a Cloud Run domain mapping. Empty: the run.app URL only."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.custom_domain == "" || can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z]{2,}$", var.custom_domain))
+    error_message = "custom_domain must be empty or a lowercase domain name such as chat.example.com."
+  }
+}
+
 variable "log_level" {
   description = "LOG_LEVEL of the service and functions."
   type        = string
