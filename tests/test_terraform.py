@@ -263,12 +263,13 @@ def terraform(root: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def plan(root: Path, tfvars: str | None, **values: object) -> tuple[int, str]:
+def plan(root: Path, tfvars: str | None, *more_files: str, **values: object) -> tuple[int, str]:
     args = ["plan", "-var=project_id=budget-check-1"]
     if tfvars:
         args.append(f"-var-file=environments/{tfvars}.tfvars")
     else:
         args.append("-var=environment=dev")
+    args += [f"-var-file={name}" for name in more_files]
     args += [f"-var={name}={value}" for name, value in values.items()]
     proc = terraform(root, *args)
     return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
@@ -289,6 +290,22 @@ def test_shipped_shapes_fit_the_connection_budget(budget_root, tfvars, total, av
     code, out = plan(budget_root, tfvars)
     assert code == 0, out
     assert (planned(out, "total"), planned(out, "available")) == (total, available)
+
+
+@needs_terraform
+def test_the_capacity_plan_in_deploy_md_fits_its_budget(budget_root):
+    """The tfvars blocks of docs/DEPLOY.md's capacity plan, applied over prod.tfvars."""
+    doc = (ROOT / "docs" / "DEPLOY.md").read_text()
+    section = doc[doc.index("## 7. Capacity plan") :]
+    blocks = re.findall(r"```hcl\n(.*?)```", section[: section.index("\n## ")], re.S)
+    assert len(blocks) == 2, "the capacity plan's tfvars blocks changed"
+    expected = {"100k": (156, 190), "1M": (488, 590)}  # the table's connection rows
+    for block in blocks:
+        shape = re.match(r"# (\S+) users", block).group(1)
+        (budget_root / f"{shape}.tfvars").write_text(block)
+        code, out = plan(budget_root, "prod", f"{shape}.tfvars")
+        assert code == 0, out
+        assert (planned(out, "total"), planned(out, "available")) == expected[shape], shape
 
 
 @needs_terraform
