@@ -215,7 +215,8 @@ class Settings:
             raise ConfigError(
                 "OPENAI_API_KEY looks like a placeholder, but embeddings use OpenAI "
                 f"(EMBEDDING_PROVIDER={self.embedding_provider}): no memory would ever be "
-                "embedded. Set a real key, or EMBEDDING_PROVIDER=local"
+                "embedded. Set a real key (or EMBEDDING_PROVIDER=local where the local model "
+                "is installed: requirements-local.txt)"
             )
         chat_keys = {
             "anthropic": ("ANTHROPIC_API_KEY", self.anthropic_api_key, self.anthropic_base_url),
