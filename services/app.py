@@ -109,7 +109,10 @@ def create_app(
         )
         return response
 
+    # /healthz is for the container probes; checks through the public URL use /health,
+    # because Cloud Run's front end reserves some paths that end in "z".
     @app.get("/healthz")
+    @app.get("/health")
     def healthz():
         return jsonify(status="ok")
 

@@ -4,7 +4,8 @@ The user id a request acts for always comes from the credential, never from the 
 
 - an API key (``Authorization: Bearer mak_<id>_<secret>``) belongs to one user; only the
   SHA-256 of the whole key is stored, and keys are created, listed and revoked with
-  ``python -m services.admin keys ...``;
+  ``python -m services.admin keys ...`` (a key can also be generated where it is needed and
+  only its hash, ``<id>:<sha256>``, handed to the database: see ``new_key``);
 - a *service* key may act for users of its own through ``X-Act-As-User: bob``; the request
   then acts for user ``<key owner>:bob``, so a service can never reach anyone else's data;
 - a Firebase / Identity Platform ID token is checked with google-auth (signature against
@@ -26,12 +27,13 @@ from datetime import datetime
 from typing import Any
 
 from services.db import Pool
-from services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from services.memories import check_id
 from services.oidc import CertCache, http_certs_fetcher
 
 KEY_PREFIX = "mak_"
 _KEY_FORMAT = re.compile(r"^mak_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+_HASH_FORMAT = re.compile(r"^([0-9a-f]{16}):([0-9a-f]{64})$")
 ACT_AS_HEADER = "X-Act-As-User"
 LAST_USED_EVERY_SECONDS = 60.0
 
@@ -78,21 +80,46 @@ class ApiKeyStore:
         rate_limit_per_minute: int | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key; the secret is returned once and never stored."""
+        secret, key_hash = new_key()
+        key = self.add(
+            user_id,
+            key_hash,
+            name=name,
+            service=service,
+            rate_limit_per_minute=rate_limit_per_minute,
+        )
+        return key, secret
+
+    def add(
+        self,
+        user_id: str,
+        key_hash: str,
+        *,
+        name: str = "",
+        service: bool = False,
+        rate_limit_per_minute: int | None = None,
+    ) -> ApiKey:
+        """Store a key known only by its hash (``<id>:<sha256>``, from ``new_key``)."""
         check_id(user_id, "user_id")
+        match = _HASH_FORMAT.match(key_hash.strip())
+        if match is None:
+            raise InvalidInput("key hash must look like <16 hex digits>:<64 hex digits>", "hash")
         if rate_limit_per_minute is not None and rate_limit_per_minute <= 0:
             raise InvalidInput("rate limit must be positive", "rate_limit_per_minute")
-        key_id = secrets.token_hex(8)
-        secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        key_id, digest = match.groups()
         with self.pool.transaction() as tx:
             row = tx.one(
                 f"""
                 INSERT INTO api_keys (id, user_id, name, secret_hash, service,
                     rate_limit_per_minute)
-                VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_KEY_COLUMNS}
+                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING
+                RETURNING {_KEY_COLUMNS}
                 """,
-                [key_id, user_id, name[:200], _digest(secret), service, rate_limit_per_minute],
+                [key_id, user_id, name[:200], digest, service, rate_limit_per_minute],
             )
-        return ApiKey(*row), secret
+        if row is None:
+            raise Conflict(f"API key {key_id} already exists", "hash")
+        return ApiKey(*row)
 
     def list(self, user_id: str | None = None) -> list[ApiKey]:
         with self.pool.transaction() as tx:
@@ -222,6 +249,14 @@ def _bearer(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Authorization must be 'Bearer <API key or ID token>'")
     return token.strip()
+
+
+def new_key() -> tuple[str, str]:
+    """A new key and its hash ``<id>:<sha256>``; the hash reveals nothing about the key, so
+    it may pass through logs and job arguments on its way to ``ApiKeyStore.add``."""
+    key_id = secrets.token_hex(8)
+    secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    return secret, f"{key_id}:{_digest(secret)}"
 
 
 def _digest(secret: str) -> str:

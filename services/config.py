@@ -148,6 +148,7 @@ class Settings:
             raise ConfigError("EMBEDDING_PROVIDER must be one of auto, local, openai")
         if self.resolved_embedding_provider == "openai" and not self.openai_api_key:
             raise ConfigError("EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY")
+        self._refuse_placeholder_keys()
         if self.db_ip_type not in ("private", "public", "psc"):
             raise ConfigError("DB_IP_TYPE must be one of private, public, psc")
         if not 0 <= self.dedup_threshold <= 1:
@@ -205,6 +206,75 @@ class Settings:
         unknown = set(csv(self.llm_providers)) - {"anthropic", "openai"}
         if unknown:
             raise ConfigError(f"LLM_PROVIDERS: unknown provider(s) {sorted(unknown)}")
+
+    def _refuse_placeholder_keys(self) -> None:
+        # A stand-in key fails every provider call, and the failures are absorbed (the
+        # outbox keeps memories pending, the router falls through to the next provider), so
+        # the deployment would look healthy with the feature broken. Refuse it at start-up.
+        # A custom base URL is a compatible server that may take any key.
+        if (
+            self.resolved_embedding_provider == "openai"
+            and not self.openai_base_url
+            and looks_like_placeholder(self.openai_api_key)
+        ):
+            raise ConfigError(
+                "OPENAI_API_KEY looks like a placeholder, but embeddings use OpenAI "
+                f"(EMBEDDING_PROVIDER={self.embedding_provider}): no memory would ever be "
+                "embedded. Set a real key (or EMBEDDING_PROVIDER=local where the local model "
+                "is installed: requirements-local.txt)"
+            )
+        chat_keys = {
+            "anthropic": ("ANTHROPIC_API_KEY", self.anthropic_api_key, self.anthropic_base_url),
+            "openai": (
+                "OPENAI_API_KEY",
+                self.openai_api_key,
+                self.openai_chat_base_url or self.openai_base_url,
+            ),
+        }
+        for provider in csv(self.llm_providers):
+            name, key, base_url = chat_keys.get(provider, ("", "", ""))
+            if key and not base_url and looks_like_placeholder(key):
+                raise ConfigError(
+                    f"{name} looks like a placeholder, but LLM_PROVIDERS lists {provider}: "
+                    "every chat turn would fail over to the next provider. Set a real key, "
+                    f"or remove {provider} from LLM_PROVIDERS"
+                )
+
+
+# Values people store for a key they do not have (after an sk-/sk-ant-/sk-proj- prefix).
+_PLACEHOLDER_WORDS = {
+    "changeme",
+    "dummy",
+    "fake",
+    "fixme",
+    "none",
+    "null",
+    "placeholder",
+    "replaceme",
+    "secret",
+    "todo",
+    "unset",
+    "unused",
+}
+
+
+def looks_like_placeholder(key: str) -> bool:
+    """True for an empty key or an obvious stand-in ("placeholder", "changeme", "sk-xxx",
+    "<your key>"); real provider keys are long random strings and never match."""
+    text = key.strip().lower()
+    for prefix in ("sk-ant-", "sk-proj-", "sk-"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    bare = "".join(ch for ch in text if ch.isalnum())
+    return (
+        not bare
+        or set(bare) <= {"x"}
+        or bare in _PLACEHOLDER_WORDS
+        or any(word in bare for word in ("placeholder", "changeme", "replaceme"))
+        or ("your" in bare and "key" in bare)
+        or (text.startswith("<") and text.endswith(">"))
+    )
 
 
 def csv(value: str) -> list[str]:

@@ -60,6 +60,11 @@ resource "google_sql_database_instance" "main" {
       name  = "cloudsql.iam_authentication"
       value = "on"
     }
+    # Explicit, so capacity.tf checks the connection budget against the real limit.
+    database_flags {
+      name  = "max_connections"
+      value = tostring(var.db_max_connections)
+    }
     # pgvector: index builds want maintenance memory, exact per-user scans some work_mem (kB).
     database_flags {
       name  = "maintenance_work_mem"

@@ -41,6 +41,14 @@ locals {
   # services.config.env_names()); PORT is set by Cloud Run itself. "plain" values are set as
   # they are, "secret" values name a Secret Manager secret (latest version).
   # ------------------------------------------------------------------------------------
+  # ID-token sign-in (Firebase / Identity Platform) only when a project is named.
+  firebase_env = var.firebase_project_id == "" ? {} : {
+    FIREBASE_PROJECT_ID = var.firebase_project_id
+  }
+
+  # DB_POOL_SIZE of the functions and jobs (capacity.tf counts their connections).
+  job_pool_size = 2
+
   db_env = {
     INSTANCE_CONNECTION_NAME = google_sql_database_instance.main.connection_name
     DB_NAME                  = google_sql_database.app.name
@@ -52,10 +60,12 @@ locals {
 
   env = {
     service = {
-      plain = merge(local.db_env, {
+      plain = merge(local.db_env, local.firebase_env, {
         DB_USER          = local.db_iam_user.run
         DB_IAM_AUTH      = "true"
         DB_POOL_SIZE     = tostring(var.db_pool_size)
+        WEB_CONCURRENCY  = tostring(var.processes)
+        GUNICORN_THREADS = tostring(var.threads)
         EMBED_IN_PROCESS = tostring(var.embed_in_process)
         HNSW_INDEX       = tostring(var.hnsw_index)
         PUBSUB_TOPIC     = google_pubsub_topic.memory_written.id
@@ -76,7 +86,7 @@ locals {
       plain = merge(local.db_env, {
         DB_USER          = google_sql_user.migrator.name
         DB_IAM_AUTH      = "false"
-        DB_POOL_SIZE     = "2"
+        DB_POOL_SIZE     = tostring(local.job_pool_size)
         EMBED_IN_PROCESS = "false"
         HNSW_INDEX       = tostring(var.hnsw_index)
       })
@@ -90,7 +100,7 @@ locals {
       plain = merge(local.db_env, {
         DB_USER          = local.db_iam_user["embed-memories"]
         DB_IAM_AUTH      = "true"
-        DB_POOL_SIZE     = "2"
+        DB_POOL_SIZE     = tostring(local.job_pool_size)
         EMBED_BATCH_SIZE = tostring(var.embed_batch_size)
         EMBED_IN_PROCESS = "false"
         LLM_PROVIDERS    = var.llm_providers
@@ -106,7 +116,7 @@ locals {
       plain = merge(local.db_env, {
         DB_USER          = local.db_iam_user["apply-retention"]
         DB_IAM_AUTH      = "true"
-        DB_POOL_SIZE     = "2"
+        DB_POOL_SIZE     = tostring(local.job_pool_size)
         EMBED_IN_PROCESS = "false"
         ARCHIVE_BUCKET   = google_storage_bucket.archive.name
         # Only Cloud Scheduler's OIDC token for this function's URL is accepted.

@@ -1,5 +1,9 @@
 # Alerts: 5xx ratio, p95 latency, Cloud SQL disk, Memorystore memory, LLM 429/quota errors;
-# an uptime check on /healthz; an optional e-mail channel and billing budget.
+# an uptime check on /health; an optional e-mail channel and billing budget.
+#
+# External checks call /health, never /healthz: Cloud Run's front end reserves some URL paths
+# that end in "z" (its known-issues page advises avoiding them all), so /healthz and /readyz
+# are only for the container probes in run.tf, which reach the container directly.
 
 resource "google_monitoring_notification_channel" "email" {
   count = var.alert_email != "" ? 1 : 0
@@ -155,13 +159,13 @@ resource "google_monitoring_alert_policy" "llm_quota" {
   }
 }
 
-resource "google_monitoring_uptime_check_config" "healthz" {
-  display_name = "${local.name} /healthz"
+resource "google_monitoring_uptime_check_config" "health" {
+  display_name = "${local.name} /health"
   timeout      = "10s"
   period       = "300s"
 
   http_check {
-    path         = "/healthz"
+    path         = "/health"
     port         = 443
     use_ssl      = true
     validate_ssl = true
@@ -177,7 +181,7 @@ resource "google_monitoring_uptime_check_config" "healthz" {
 }
 
 resource "google_monitoring_alert_policy" "uptime" {
-  display_name          = "${local.name}: /healthz uptime check failing"
+  display_name          = "${local.name}: /health uptime check failing"
   combiner              = "OR"
   severity              = "CRITICAL"
   notification_channels = local.notification_channels
@@ -185,7 +189,7 @@ resource "google_monitoring_alert_policy" "uptime" {
   conditions {
     display_name = "uptime check failed from 2+ regions"
     condition_threshold {
-      filter          = "resource.type = \"uptime_url\" AND metric.type = \"monitoring.googleapis.com/uptime_check/check_passed\" AND metric.labels.check_id = \"${google_monitoring_uptime_check_config.healthz.uptime_check_id}\""
+      filter          = "resource.type = \"uptime_url\" AND metric.type = \"monitoring.googleapis.com/uptime_check/check_passed\" AND metric.labels.check_id = \"${google_monitoring_uptime_check_config.health.uptime_check_id}\""
       comparison      = "COMPARISON_GT"
       threshold_value = 1
       duration        = "600s"

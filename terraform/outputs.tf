@@ -3,6 +3,11 @@ output "service_url" {
   value       = google_cloud_run_v2_service.app.uri
 }
 
+output "custom_domain_records" {
+  description = "DNS records to create for custom_domain (empty without one)."
+  value       = [for r in try(google_cloud_run_domain_mapping.app[0].status[0].resource_records, []) : { type = r.type, name = r.name, data = r.rrdata }]
+}
+
 output "service_name" {
   description = "Cloud Run service name (cloudbuild.yaml _SERVICE)."
   value       = google_cloud_run_v2_service.app.name
@@ -21,6 +26,11 @@ output "image_repository" {
 output "migrate_job" {
   description = "Cloud Run job that runs the migrations."
   value       = google_cloud_run_v2_job.migrate.name
+}
+
+output "admin_job" {
+  description = "Cloud Run job that runs `python -m services.admin` inside the VPC (first API key: docs/DEPLOY.md)."
+  value       = google_cloud_run_v2_job.admin.name
 }
 
 output "functions" {
@@ -81,4 +91,9 @@ output "archive_bucket" {
 output "api_key_secrets" {
   description = "Secret Manager secrets to add the API keys to (gcloud secrets versions add NAME --data-file=-)."
   value       = [for s in google_secret_manager_secret.api : s.secret_id]
+}
+
+output "db_connections" {
+  description = "Connections the service, the functions and the jobs can open at most, and what max_connections minus the reserve leaves (capacity.tf)."
+  value       = module.db_connections.connections
 }

@@ -139,6 +139,25 @@ resource "google_cloud_run_v2_service_iam_member" "public" {
   member   = "allUsers"
 }
 
+# Optional custom domain (docs/DEPLOY.md "Chat page, sign-in and a domain"): verify the
+# domain for the project first; the DNS records to create are in output
+# custom_domain_records. Cloud Run provisions the certificate once they resolve.
+resource "google_cloud_run_domain_mapping" "app" {
+  count = var.custom_domain != "" ? 1 : 0
+
+  name     = var.custom_domain
+  location = var.region
+
+  metadata {
+    namespace = var.project_id
+    labels    = local.labels
+  }
+
+  spec {
+    route_name = google_cloud_run_v2_service.app.name
+  }
+}
+
 # The deployer smoke-tests tagged revisions before moving traffic.
 resource "google_cloud_run_v2_service_iam_member" "deployer_invoker" {
   name     = google_cloud_run_v2_service.app.name
@@ -177,6 +196,88 @@ resource "google_cloud_run_v2_job" "migrate" {
       containers {
         image   = local.image
         command = ["python", "-m", "services.migrate"]
+
+        resources {
+          limits = {
+            cpu    = "1"
+            memory = "512Mi"
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.env.migrate.plain
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.env.migrate.secret
+          content {
+            name = env.key
+            value_source {
+              secret_key_ref {
+                secret  = env.value
+                version = "latest"
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  lifecycle {
+    ignore_changes = [
+      client,
+      client_version,
+      template[0].template[0].containers[0].image,
+    ]
+  }
+
+  depends_on = [
+    google_secret_manager_secret_iam_member.readers,
+    google_secret_manager_secret_version.db_migrator_password,
+  ]
+}
+
+# Operator commands (`python -m services.admin`) inside the VPC, as the same built-in user
+# as the migrations: Cloud SQL has no public IP, so this is how the first API key gets in.
+# The job's output goes to Cloud Logging, so it is given a key's hash, never the key:
+#   python -m services.admin keys generate                     (on your machine)
+#   gcloud run jobs execute <name>-admin --region=REGION --wait --args=keys,add-hash,USER,HASH
+# `keys create` and `keys generate` refuse to run inside a Cloud Run job. cloudbuild.yaml
+# keeps its image at the service's.
+resource "google_cloud_run_v2_job" "admin" {
+  name                = "${local.name}-admin"
+  location            = var.region
+  deletion_protection = false
+  labels              = local.labels
+
+  template {
+    task_count  = 1
+    parallelism = 1
+
+    template {
+      service_account = google_service_account.migrate.email
+      timeout         = "300s"
+      # A retried add-hash would only report that the key already exists.
+      max_retries    = 0
+      encryption_key = var.kms_key_name != "" ? var.kms_key_name : null
+
+      vpc_access {
+        egress = "PRIVATE_RANGES_ONLY"
+        network_interfaces {
+          network    = google_compute_network.vpc.id
+          subnetwork = google_compute_subnetwork.run.id
+        }
+      }
+
+      containers {
+        image   = local.image
+        command = ["python", "-m", "services.admin"]
+        args    = ["keys", "list"]
 
         resources {
           limits = {

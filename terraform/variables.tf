@@ -125,6 +125,28 @@ variable "concurrency" {
   }
 }
 
+variable "processes" {
+  description = "gunicorn processes per instance (WEB_CONCURRENCY). Each has its own database pools: see the connection budget in capacity.tf."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.processes >= 1 && var.processes <= 16
+    error_message = "processes must be between 1 and 16."
+  }
+}
+
+variable "threads" {
+  description = "gunicorn threads per process (GUNICORN_THREADS); processes x threads must be at least concurrency."
+  type        = number
+  default     = 80
+
+  validation {
+    condition     = var.threads >= 1 && var.threads <= 1000
+    error_message = "threads must be between 1 and 1000."
+  }
+}
+
 variable "cpu" {
   description = "vCPUs per Cloud Run instance."
   type        = string
@@ -175,6 +197,23 @@ variable "public_access" {
   default     = true
 }
 
+variable "firebase_project_id" {
+  description = "FIREBASE_PROJECT_ID: accept Firebase / Identity Platform ID tokens issued for this project (usually project_id) besides API keys. Empty: API keys only."
+  type        = string
+  default     = ""
+}
+
+variable "custom_domain" {
+  description = "Optional domain (e.g. chat.example.com, verified for the project) mapped to the service with a Cloud Run domain mapping. Empty: the run.app URL only."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.custom_domain == "" || can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z]{2,}$", var.custom_domain))
+    error_message = "custom_domain must be empty or a lowercase domain name such as chat.example.com."
+  }
+}
+
 variable "log_level" {
   description = "LOG_LEVEL of the service and functions."
   type        = string
@@ -187,9 +226,14 @@ variable "log_level" {
 }
 
 variable "db_pool_size" {
-  description = "DB_POOL_SIZE per Cloud Run instance."
+  description = "DB_POOL_SIZE of each service process (it also opens a jobs pool of max(2, DB_POOL_SIZE / 4))."
   type        = number
   default     = 10
+
+  validation {
+    condition     = var.db_pool_size >= 1
+    error_message = "db_pool_size must be >= 1."
+  }
 }
 
 # ---------------------------------------------------------------------------------------
@@ -254,6 +298,28 @@ variable "db_tier" {
   validation {
     condition     = can(regex("^db-(custom-[0-9]+-[0-9]+|g1-small|f1-micro)$", var.db_tier))
     error_message = "db_tier must be a shared-core or db-custom-CPU-MEMORY tier."
+  }
+}
+
+variable "db_max_connections" {
+  description = "Cloud SQL max_connections flag, set explicitly so the connection budget (capacity.tf) is checked against the real limit. Changing it restarts the instance."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.db_max_connections >= 25 && var.db_max_connections <= 262143
+    error_message = "db_max_connections must be between 25 and 262143."
+  }
+}
+
+variable "db_connection_reserve" {
+  description = "Connections the budget keeps free: superuser slots, Cloud SQL's own agents, an operator's session, instances briefly above max_instances."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.db_connection_reserve >= 3
+    error_message = "db_connection_reserve must be >= 3 (PostgreSQL's superuser_reserved_connections)."
   }
 }
 

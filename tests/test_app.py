@@ -29,6 +29,7 @@ def test_factory_serves_health_and_readiness(database_url):
     try:
         client = app.test_client()
         assert client.get("/healthz").get_json() == {"status": "ok"}
+        assert client.get("/health").get_json() == {"status": "ok"}  # external checks
         ready = client.get("/readyz")
         assert ready.status_code == 200
         assert ready.get_json()["checks"] == {"database": "ok"}

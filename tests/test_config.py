@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from services.config import ConfigError, Settings, env_names, secret_manager_resolver
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class FakeSecretManager(ThreadingHTTPServer):
@@ -152,3 +156,72 @@ def test_env_names_cover_every_setting():
     names = env_names()
     assert "DATABASE_URL" in names and "INSTANCE_CONNECTION_NAME" in names
     assert len(names) == len(set(names))
+
+
+# ---- placeholder keys where they would break a feature ----------------------------------------
+
+REAL_LOOKING = "sk-proj-" + "Zq3vR8tY1uW6" * 4
+
+
+@pytest.mark.parametrize(
+    "key", ["placeholder", "changeme", "CHANGE_ME", "unused", "sk-xxx", "sk-XXXXXXXXXXXX", "<key>"]
+)
+@pytest.mark.parametrize("provider", ["openai", "auto"])
+def test_a_placeholder_openai_key_is_refused_when_embeddings_use_openai(key, provider):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(
+            {"EMBEDDING_PROVIDER": provider, "OPENAI_API_KEY": key, "LLM_PROVIDERS": "anthropic"}
+        )
+    message = str(raised.value)
+    assert "OPENAI_API_KEY looks like a placeholder" in message and "embedded" in message
+
+
+def test_a_placeholder_chat_key_is_refused_only_for_a_listed_provider():
+    env = {"EMBEDDING_PROVIDER": "local", "ANTHROPIC_API_KEY": "placeholder"}
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    assert "ANTHROPIC_API_KEY looks like a placeholder" in str(raised.value)
+    assert "LLM_PROVIDERS" in str(raised.value)
+    # The cloud needs a version in every referenced secret: one the deployer has no key for
+    # may hold a placeholder once its provider is not listed.
+    assert Settings.from_env({**env, "LLM_PROVIDERS": "openai"}).anthropic_api_key
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY looks like a placeholder"):
+        Settings.from_env({"EMBEDDING_PROVIDER": "local", "OPENAI_API_KEY": "sk-xxx"})
+
+
+def test_real_keys_empty_keys_and_compatible_servers_are_accepted():
+    assert Settings.from_env({"OPENAI_API_KEY": REAL_LOOKING}).resolved_embedding_provider == (
+        "openai"
+    )
+    assert Settings.from_env({"ANTHROPIC_API_KEY": "", "OPENAI_API_KEY": ""})  # not configured
+    # A compatible server (vLLM, Ollama, the test fakes) may take any key.
+    compatible = Settings.from_env(
+        {
+            "EMBEDDING_PROVIDER": "openai",
+            "OPENAI_API_KEY": "unused",
+            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+            "ANTHROPIC_API_KEY": "unused",
+            "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
+        }
+    )
+    assert compatible.openai_api_key == "unused"
+
+
+def test_the_service_refuses_to_start_with_a_placeholder_embedding_key():
+    """What a Cloud Run revision does with a placeholder in openai-api-key: gunicorn exits
+    instead of serving, so the deploy step fails, and the log names the problem."""
+    process = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "main:app"],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")},
+            "PORT": "0",
+            "EMBEDDING_PROVIDER": "openai",
+            "OPENAI_API_KEY": "placeholder",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode != 0
+    assert "OPENAI_API_KEY looks like a placeholder" in process.stdout + process.stderr

@@ -95,12 +95,28 @@ def test_migrations_run_as_a_cloud_run_job(build: dict) -> None:
     assert '"python", "-m", "services.migrate"' in tf
 
 
+def test_the_admin_job_follows_each_new_image(build: dict) -> None:
+    """The first API key is added by the admin job (docs/DEPLOY.md); it must run the code
+    of the deployed revision, not the placeholder image Terraform started it with."""
+    image = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/${_SERVICE}:$SHORT_SHA"
+    text = step_text(step(build, "migrate")).replace("\\\n", "")
+    assert re.search(
+        rf"gcloud run jobs update \$\{{_ADMIN_JOB\}} \S+\s+--image={re.escape(image)}", text
+    )
+    tf = (ROOT / "terraform" / "run.tf").read_text()
+    assert (
+        '"python", "-m", "services.admin"' in tf
+        and 'name                = "${local.name}-admin"' in tf
+    )
+
+
 def test_new_revision_gets_no_traffic_until_smoke_tested(build: dict) -> None:
     deploy = step_text(step(build, "deploy-no-traffic"))
     assert "gcloud run deploy ${_SERVICE}" in deploy
     assert "--no-traffic" in deploy and "--tag=sha-$SHORT_SHA" in deploy
     smoke = step_text(step(build, "smoke-test"))
-    assert "/healthz" in smoke and "curl -fsS" in smoke and "sha-$SHORT_SHA" in smoke
+    assert "curl -fsS" in smoke and "sha-$SHORT_SHA" in smoke
+    assert set(re.findall(r"\$\$url(/[\w/.-]*)", smoke)) == {"/health"}
     shift = step_text(step(build, "shift-traffic"))
     assert "update-traffic ${_SERVICE}" in shift and "--to-tags=sha-$SHORT_SHA=100" in shift
 
@@ -173,3 +189,17 @@ def test_dockerignore_keeps_the_context_small() -> None:
     assert lines[0] == "*", "deny by default"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     assert allowed == {"main.py", "gunicorn.conf.py", "requirements.txt", "services", "functions"}
+
+
+# Cloud Run's front end reserves some URL paths that end in "z" (its known-issues page advises
+# avoiding all of them), so nothing that goes through the public URL may use one; /healthz and
+# /readyz are only for the container probes, which reach the container directly.
+def test_external_checks_use_a_path_that_does_not_end_in_z(build: dict) -> None:
+    from services.api.openapi import PATHS
+
+    smoke = re.findall(r"\$\$url(/[\w/.-]*)", step_text(step(build, "smoke-test")))
+    deploy_doc = re.findall(r"\$URL(/[\w/.-]*)", (ROOT / "docs" / "DEPLOY.md").read_text())
+    assert smoke and deploy_doc, "no checked paths found: the extraction no longer matches"
+    for path in smoke + deploy_doc:
+        assert not path.rstrip("/").endswith("z"), f"{path} goes through Cloud Run's front end"
+        assert path in PATHS, f"{path} is not a route the service serves"

@@ -201,5 +201,144 @@ def test_schema_is_the_pinned_provider() -> None:
     assert re.search(r'source\s*=\s*"hashicorp/google"\s*\n\s*version\s*=\s*"~> 6\.50"', versions)
 
 
+def test_uptime_checks_use_a_path_that_does_not_end_in_z() -> None:
+    """Uptime checks go through Cloud Run's front end, which reserves some paths ending in
+    "z"; only the container probes (which reach the container directly) use /healthz."""
+    from services.api.openapi import PATHS
+
+    text = "\n".join(p.read_text() for p in sorted(TF.glob("*.tf")))
+    checked = re.findall(r'http_check \{[^}]*?\bpath\s*=\s*"([^"]*)"', text)
+    assert checked, "no uptime check found: the extraction no longer matches"
+    for path in checked:
+        assert not path.rstrip("/").endswith("z"), path
+        assert path in PATHS, f"{path} is not a route the service serves"
+    probes = re.findall(r'_probe \{.*?\bpath\s*=\s*"([^"]*)"', text, re.S)
+    assert sorted(probes) == ["/healthz", "/readyz"]
+
+
+# ---- the database connection budget, evaluated by the real terraform binary ------------------
+#
+# The budget (terraform/capacity.tf -> modules/db_connections) needs no provider, so a root
+# holding copies of variables.tf, capacity.tf and the module, plus the two locals it reads
+# from main.tf, is planned with the repository's own tfvars: the same variable validations,
+# wiring and preconditions as a real `terraform plan`.
+
+TERRAFORM = shutil.which("terraform")
+needs_terraform = pytest.mark.skipif(
+    TERRAFORM is None, reason="terraform is not on PATH (the budget is checked by its own plan)"
+)
+
+
+@pytest.fixture(scope="module")
+def budget_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("budget")
+    for name in ("variables.tf", "capacity.tf"):
+        shutil.copy(TF / name, root / name)
+    shutil.copytree(TF / "modules" / "db_connections", root / "modules" / "db_connections")
+    shutil.copytree(TF / "environments", root / "environments")
+    main_tf = (TF / "main.tf").read_text()
+    pool = re.search(r"^\s*job_pool_size\s*=\s*(\d+)\s*$", main_tf, re.M)
+    functions = re.findall(r'^\s*entry_point\s*=\s*"(\w+)"', main_tf, re.M)
+    assert pool and len(functions) == 2, "main.tf's job_pool_size or functions changed shape"
+    names = ", ".join(f'"{f}" = {{}}' for f in functions)
+    (root / "locals.tf").write_text(
+        f"locals {{\n  job_pool_size = {pool.group(1)}\n  functions = {{ {names} }}\n}}\n"
+    )
+    (root / "outputs.tf").write_text(
+        'output "db_connections" {\n  value = module.db_connections.connections\n}\n'
+    )
+    assert terraform(root, "init", "-backend=false").returncode == 0
+    return root
+
+
+def terraform(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CLI_CONFIG_FILE="/dev/null", TF_IN_AUTOMATION="1")
+    return subprocess.run(
+        [str(TERRAFORM), *args, "-input=false", "-no-color"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def plan(root: Path, tfvars: str | None, *more_files: str, **values: object) -> tuple[int, str]:
+    args = ["plan", "-var=project_id=budget-check-1"]
+    if tfvars:
+        args.append(f"-var-file=environments/{tfvars}.tfvars")
+    else:
+        args.append("-var=environment=dev")
+    args += [f"-var-file={name}" for name in more_files]
+    args += [f"-var={name}={value}" for name, value in values.items()]
+    proc = terraform(root, *args)
+    return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
+
+
+def planned(out: str, name: str) -> int:
+    match = re.search(rf"\+ {name}\s+= (\d+)", out)
+    assert match, out
+    return int(match.group(1))
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("tfvars", "total", "available"), [("dev", 48, 90), ("prod", 336, 390), (None, 176, 190)]
+)
+def test_shipped_shapes_fit_the_connection_budget(budget_root, tfvars, total, available):
+    # dev: (3 + 1 tagged) instances x 1 process x (5 + 2) + 2 functions x 2 x (2 + 2) + 2 x 2
+    code, out = plan(budget_root, tfvars)
+    assert code == 0, out
+    assert (planned(out, "total"), planned(out, "available")) == (total, available)
+
+
+@needs_terraform
+def test_the_capacity_plan_in_deploy_md_fits_its_budget(budget_root):
+    """The tfvars blocks of docs/DEPLOY.md's capacity plan, applied over prod.tfvars."""
+    doc = (ROOT / "docs" / "DEPLOY.md").read_text()
+    section = doc[doc.index("## 7. Capacity plan") :]
+    blocks = re.findall(r"```hcl\n(.*?)```", section[: section.index("\n## ")], re.S)
+    assert len(blocks) == 2, "the capacity plan's tfvars blocks changed"
+    expected = {"100k": (156, 190), "1M": (488, 590)}  # the table's connection rows
+    for block in blocks:
+        shape = re.match(r"# (\S+) users", block).group(1)
+        (budget_root / f"{shape}.tfvars").write_text(block)
+        code, out = plan(budget_root, "prod", f"{shape}.tfvars")
+        assert code == 0, out
+        assert (planned(out, "total"), planned(out, "available")) == expected[shape], shape
+
+
+@needs_terraform
+def test_the_budget_is_exact_at_its_edge(budget_root):
+    assert plan(budget_root, "dev", db_max_connections=58)[0] == 0  # 48 + reserve 10
+    code, out = plan(budget_root, "dev", db_max_connections=57)
+    assert code == 1
+    assert "Database connection budget exceeded" in out and "48 in all" in out, out
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("values", "service"),
+    [
+        ({"max_instances": 40}, 41 * 12),  # prod's pool 10 opens 10 + 2 per process
+        ({"processes": 2}, 21 * 2 * 12),
+        ({"db_pool_size": 20}, 21 * (20 + 5)),
+        ({"db_connection_reserve": 70}, 21 * 12),  # 336 > 400 - 70
+    ],
+)
+def test_an_over_budget_configuration_fails_the_plan(budget_root, values, service):
+    code, out = plan(budget_root, "prod", **values)
+    assert code == 1, out
+    assert "Database connection budget exceeded" in out
+    assert f"the service can open {service} " in out
+
+
+@needs_terraform
+def test_fewer_threads_than_concurrency_fails_the_plan(budget_root):
+    code, out = plan(budget_root, "dev", threads=16, concurrency=32)
+    assert code == 1
+    assert "1 processes x 16 threads can serve only 16" in out, out
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

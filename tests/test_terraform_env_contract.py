@@ -1,5 +1,5 @@
-"""Terraform sets only environment variables that services.config.Settings reads, and deploys
-only function entry points that main.py defines.
+"""Terraform sets only environment variables that services.config.Settings or gunicorn.conf.py
+reads, and deploys only function entry points that main.py defines.
 
 Env names are read from the .tf text without an HCL parser (none in the test venv): every
 map key or ``name``/``key`` value in UPPER_SNAKE_CASE counts as an environment variable. That
@@ -32,6 +32,12 @@ def terraform_env_names() -> set[str]:
     return set(_KEY.findall(text)) | set(_NAMED.findall(text))
 
 
+def gunicorn_env_names() -> set[str]:
+    """Names gunicorn.conf.py reads (processes and threads are gunicorn's, not the app's)."""
+    text = (ROOT / "gunicorn.conf.py").read_text()
+    return set(re.findall(r"os\.environ\.get\(\s*['\"]([A-Z][A-Z0-9_]*)['\"]", text))
+
+
 def test_terraform_env_vars_are_read_by_settings() -> None:
     names = terraform_env_names()
     # Not vacuous: the database, Redis and embedding settings are all wired.
@@ -46,8 +52,9 @@ def test_terraform_env_vars_are_read_by_settings() -> None:
         "EMBEDDING_PROVIDER",
         "EMBEDDING_MODEL",
     } <= names
-    unknown = sorted(names - set(env_names()))
-    assert not unknown, f"Terraform sets env vars Settings does not read: {unknown}"
+    assert {"WEB_CONCURRENCY", "GUNICORN_THREADS"} <= gunicorn_env_names() & names
+    unknown = sorted(names - set(env_names()) - gunicorn_env_names())
+    assert not unknown, f"Terraform sets env vars nothing reads: {unknown}"
     # PORT belongs to Cloud Run; setting it is an error there.
     assert "PORT" not in names
 

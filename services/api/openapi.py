@@ -458,7 +458,10 @@ THREAD_ID = _path("thread_id", THREAD_ID_SCHEMA)
 
 PATHS: dict[str, dict[str, Any]] = {
     "/": {"get": _op("The chat page (HTML)", None, errors=(), public=True)},
-    "/healthz": {"get": _op("Liveness", "Object", errors=(), public=True)},
+    "/health": {
+        "get": _op("Liveness, for checks through the public URL", "Object", errors=(), public=True)
+    },
+    "/healthz": {"get": _op("Liveness, for container probes", "Object", errors=(), public=True)},
     "/readyz": {"get": _op("Readiness: database and Redis", "Object", errors=(), public=True)},
     "/openapi.json": {"get": _op("This document", "Object", errors=(), public=True)},
     "/metrics": {

@@ -11,6 +11,7 @@ memory        = "1Gi"
 db_pool_size  = 5
 
 db_tier                     = "db-custom-1-3840"
+db_max_connections          = 100
 db_disk_size_gb             = 10
 db_disk_autoresize_limit_gb = 50
 db_backup_retention_count   = 3

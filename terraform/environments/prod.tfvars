@@ -11,6 +11,7 @@ memory        = "1Gi"
 db_pool_size  = 10
 
 db_tier                     = "db-custom-2-8192"
+db_max_connections          = 400
 db_disk_size_gb             = 50
 db_disk_autoresize_limit_gb = 500
 db_backup_retention_count   = 14
