@@ -466,6 +466,7 @@ def evaluate(
             users.append(user)
             loaded = load_through_store(store, pool, sample, user, duplicate_threshold)
             baselines = Baselines(embedder, sample.turns)
+            embedder.save()  # a long run cut short keeps what it embedded
             known = {t.turn_id for t in sample.turns}
             loads[sample.sample_id] = {
                 "turns": len(sample.turns),
