@@ -56,6 +56,7 @@ def page() -> Response:
         "deepLinking": True,
         "docExpansion": "list",
         "persistAuthorization": False,
+        "validatorUrl": None,  # else the page would send the document to a public validator
     }
     html = PAGE.format(
         index_css=escape(_asset("index.css")),
