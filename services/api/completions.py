@@ -208,9 +208,14 @@ def message_text(message: dict[str, Any], where: str) -> str:
         return content
     texts = []
     for index, part in enumerate(content):
-        if part.get("type") != "text":
+        if not (
+            isinstance(part, dict)
+            and part.get("type") == "text"
+            and isinstance(part.get("text"), str)
+        ):
             raise Unsupported(
-                f"{where}.content[{index}]: only text parts are supported", f"{where}.content"
+                f"{where}.content[{index}]: only text parts are supported (type text, with text)",
+                f"{where}.content",
             )
         texts.append(part["text"])
     return "\n".join(texts)

@@ -252,7 +252,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "messages": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": 1000,
+                # No maxItems: clients send whole conversations; the body limit bounds them
+                # and the prompt takes the last AGENT_HISTORY_MESSAGES.
                 "items": {
                     "type": "object",
                     "required": ["role"],
@@ -261,7 +262,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             "type": "string",
                             "enum": ["system", "developer", "user", "assistant", "tool"],
                         },
-                        "content": {"type": ["string", "array", "null"]},
+                        "content": {"type": ["string", "array", "null"], "maxLength": 100000},
                     },
                     # Every user message needs text (the last one is the turn).
                     "if": {"properties": {"role": {"const": "user"}}},
