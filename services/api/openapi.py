@@ -11,6 +11,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from services.api.docs import ASSETS as DOCS_ASSETS
 from services.errors import InvalidInput
 
 # The patterns say what the store enforces: no NUL in text, no control characters in ids,
@@ -577,7 +578,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "A static file of the /docs page (Swagger UI)",
             None,
-            params=[_path("name")],
+            params=[_path("name", {"type": "string", "enum": sorted(DOCS_ASSETS)})],
             errors=("404",),
             public=True,
         )
@@ -720,6 +721,26 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+# Groups on the /docs page, by path prefix (first match wins).
+TAGS = (
+    ("/v1/chat/completions", "OpenAI-compatible"),
+    ("/v1/models", "OpenAI-compatible"),
+    ("/v1/chat", "Chat"),
+    ("/v1/memories", "Memories"),
+    ("/v1/threads", "Threads"),
+    ("/v1/usage", "You"),
+    ("/v1/me", "You"),
+)
+
+
+def _tagged(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for path, item in paths.items():
+        tag = next((name for prefix, name in TAGS if path.startswith(prefix)), "Service")
+        out[path] = {method: {"tags": [tag], **op} for method, op in item.items()}
+    return out
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -728,7 +749,12 @@ def document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "A chat agent with long-term memory per user.",
         },
-        "paths": PATHS,
+        # Listed, so the page shows them in this order rather than in order of appearance.
+        "tags": [
+            {"name": name}
+            for name in ("Chat", "OpenAI-compatible", "Memories", "Threads", "You", "Service")
+        ],
+        "paths": _tagged(PATHS),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {
