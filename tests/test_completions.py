@@ -417,3 +417,28 @@ def test_a_client_leaving_mid_stream_still_gets_its_turn_finished(
         ("user", "talk slowly"),
         ("assistant", words),
     ]
+
+
+def test_a_client_that_never_sends_the_thread_id_back_stays_in_one_thread(
+    server, secret, client, fake
+):
+    """Open WebUI does not read X-Thread-Id: its resent conversation finds the thread."""
+    history: list[dict] = []
+    thread_ids = set()
+    for turn in range(1, 5):
+        fake.script("anthropic", Reply(text=f"answer {turn}"))
+        history.append({"role": "user", "content": f"question {turn}"})
+        completion = client.chat.completions.create(model="memory-agent", messages=history)
+        thread_ids.add(completion.thread_id)
+        history.append({"role": "assistant", "content": completion.choices[0].message.content})
+    [thread_id] = thread_ids
+    assert stored(server, secret, thread_id) == [(m["role"], m["content"]) for m in history]
+
+    # A different conversation that merely shares the last exchange is not that thread.
+    fake.script("anthropic", Reply(text="something else"))
+    other = client.chat.completions.create(
+        model="memory-agent",
+        messages=[*history[-2:], {"role": "user", "content": "and now?"}],
+    )
+    assert other.thread_id != thread_id
+    assert len(get_json(f"{server}/v1/threads", secret)["items"]) == 2

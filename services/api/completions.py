@@ -6,15 +6,16 @@ sends is reconciled with the stored thread, the thread id going out and coming b
 a turn that went wrong ends (never as a silent ``"stop"``), and OpenAI's error shape for
 every error on these routes.
 
-Conversations. The thread id comes back in the ``X-Thread-Id`` header and a ``thread_id``
-field of the body (and of every stream chunk); the client continues the thread by sending
-it back in ``X-Thread-Id`` or ``metadata.thread_id``. Clients that send the whole
-conversation each time (Open WebUI, LibreChat) get it used: ``system``/``developer``
-messages become the client's instructions, and the earlier messages are compared with the
-stored thread. When the thread's recent turns are the tail of what the client sent, the
-stored thread (with its tool calls) is the prompt's history; when they differ (an edited
-or regenerated message, a client that never sends the thread id back) the client's copy
-is. Either way only the new, last user message and the answer are appended to the thread:
+Conversations. The thread id goes out in the ``X-Thread-Id`` header and a ``thread_id``
+field of the body (and of every stream chunk), and comes back in ``X-Thread-Id`` or
+``metadata.thread_id``. Clients that send the whole conversation each time (Open WebUI,
+LibreChat) get it used: ``system``/``developer`` messages become the client's
+instructions, and the earlier messages are compared with the stored thread. When the
+thread's recent turns are the tail of what the client sent, the stored thread (with its
+tool calls) is the prompt's history; when they differ (an edited or regenerated message)
+the client's copy is. A client that never sends the thread id back is matched to the
+user's recently active thread holding exactly the conversation it sent, if there is one.
+Either way only the new, last user message and the answer are appended to the thread:
 the thread is the record of the turns this service answered, never a second copy of the
 client's.
 """
@@ -33,13 +34,15 @@ from services.agent import TurnError, TurnEvent, TurnFinished, TurnStarted
 from services.api.chat import close_events, observed, request_id, run_to_end, sse_response
 from services.api.common import body, caller, runtime
 from services.api.openapi import THREAD_HEADER
-from services.errors import InvalidInput
+from services.errors import InvalidInput, NotFound
+from services.runtime import Runtime
 from services.threads import ChatMessage, check_thread_id
 
 bp = Blueprint("completions", __name__)
 
 MODEL_ID = "memory-agent"
 MAX_INSTRUCTIONS_CHARS = 8000
+RECENT_THREADS = 5  # how many of the user's latest threads a sent conversation is matched to
 
 # Parameters that would change what the answer is, which this agent cannot honour: each
 # gets a 400 saying why instead of an answer that silently ignored it. The value is what
@@ -121,9 +124,10 @@ def chat_completions():
     thread_id = requested_thread(data)
     rt = runtime()
     history = None
-    if thread_id is None:
-        history = conversation.earlier or None
-    elif conversation.earlier:
+    if thread_id is None and conversation.earlier:
+        thread_id = find_thread(rt, user_id, conversation.earlier)
+        history = None if thread_id else conversation.earlier
+    elif thread_id is not None and conversation.earlier:
         stored = rt.threads.load(user_id, thread_id, rt.agent.config.history_messages)
         if not continues(stored, conversation.earlier):
             history = conversation.earlier
@@ -229,6 +233,23 @@ def continues(stored: list[ChatMessage], earlier: list[ChatMessage]) -> bool:
         return False
     theirs = [(m.role, m.content.strip()) for m in earlier[-len(mine) :]]
     return theirs == mine
+
+
+def find_thread(rt: Runtime, user_id: str, earlier: list[ChatMessage]) -> str | None:
+    """For a client that sends the whole conversation but never the thread id back: the
+    user's recently active thread whose stored conversation is exactly what was sent (or,
+    for a thread longer than the history window, ends with it)."""
+    window = rt.agent.config.history_messages
+    sent = [(m.role, m.content.strip()) for m in earlier]
+    for thread in rt.threads.list(user_id, limit=RECENT_THREADS):
+        try:
+            stored = rt.threads.load(user_id, thread.thread_id, window)
+        except NotFound:  # deleted meanwhile
+            continue
+        whole = thread.message_count <= len(stored)
+        if visible_turns(stored) == sent if whole else continues(stored, earlier):
+            return thread.thread_id
+    return None
 
 
 def visible_turns(stored: list[ChatMessage]) -> list[tuple[str, str]]:

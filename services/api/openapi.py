@@ -300,7 +300,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "metadata": {
                 "type": ["object", "null"],
                 "maxProperties": 16,
-                "description": "thread_id continues that thread (like the X-Thread-Id header)",
+                "description": (
+                    "thread_id continues that thread (like the X-Thread-Id header). Without "
+                    "either, earlier messages that are exactly the stored conversation of one "
+                    "of the caller's 5 most recently active threads continue that thread."
+                ),
                 "properties": {"thread_id": {"type": "string", "pattern": THREAD_ID_PATTERN}},
                 "additionalProperties": {"type": "string", "maxLength": 512, "pattern": NO_NUL},
             },
