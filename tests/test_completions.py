@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from services.auth import ApiKeyStore
+from services.config import Settings
 from tests.fakes.llm_server import Reply
 from tests.processes import Gunicorn
 
@@ -24,11 +25,26 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def server(database_url, pool, llm_server):
+def settings(database_url, llm_server) -> Settings:
+    """Embeddings from the fake's OpenAI endpoint: no local model to load in the server."""
+    return Settings(
+        database_url=database_url,
+        embed_in_process=False,
+        embedding_provider="openai",
+        openai_api_key="sk-test",
+        openai_base_url=llm_server.openai_base_url,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(database_url, pool, llm_server, settings):
     gunicorn = Gunicorn(
         {
             "DATABASE_URL": database_url,
             "EMBED_IN_PROCESS": "false",
+            "EMBEDDING_PROVIDER": "openai",
+            "OPENAI_API_KEY": settings.openai_api_key,
+            "OPENAI_BASE_URL": settings.openai_base_url,
             "LLM_PROVIDERS": "anthropic",
             "ANTHROPIC_API_KEY": "sk-ant-test",
             "ANTHROPIC_BASE_URL": llm_server.anthropic_base_url,
