@@ -121,16 +121,10 @@ def chat_completions():
     data = body("ChatCompletionRequest")
     conversation = split_messages(data["messages"])
     user_id = caller().user_id
-    thread_id = requested_thread(data)
     rt = runtime()
-    history = None
-    if thread_id is None and conversation.earlier:
-        thread_id = find_thread(rt, user_id, conversation.earlier)
-        history = None if thread_id else conversation.earlier
-    elif thread_id is not None and conversation.earlier:
-        stored = rt.threads.load(user_id, thread_id, rt.agent.config.history_messages)
-        if not continues(stored, conversation.earlier):
-            history = conversation.earlier
+    thread_id, history = thread_and_history(
+        rt, user_id, requested_thread(data), conversation.earlier
+    )
     events = observed(
         rt.agent.run_turn(
             user_id,
@@ -233,6 +227,20 @@ def continues(stored: list[ChatMessage], earlier: list[ChatMessage]) -> bool:
         return False
     theirs = [(m.role, m.content.strip()) for m in earlier[-len(mine) :]]
     return theirs == mine
+
+
+def thread_and_history(
+    rt: Runtime, user_id: str, thread_id: str | None, earlier: list[ChatMessage]
+) -> tuple[str | None, list[ChatMessage] | None]:
+    """The thread this turn goes in, and the history for the prompt when it is the
+    client's copy rather than the stored thread's (None)."""
+    if not earlier:
+        return thread_id, None
+    if thread_id is None:
+        found = find_thread(rt, user_id, earlier)
+        return found, None if found else earlier
+    stored = rt.threads.load(user_id, thread_id, rt.agent.config.history_messages)
+    return thread_id, None if continues(stored, earlier) else earlier
 
 
 def find_thread(rt: Runtime, user_id: str, earlier: list[ChatMessage]) -> str | None:
