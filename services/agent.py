@@ -364,6 +364,7 @@ class _TurnState:
     memory_ids: tuple[str, ...] = ()
     persisted: bool = False
     step_text: list[str] = field(default_factory=list)
+    instructions: str = ""
 
 
 class Agent:
@@ -397,23 +398,32 @@ class Agent:
         message: str,
         *,
         request_id: str | None = None,
+        history: Sequence[ChatMessage] | None = None,
+        instructions: str = "",
     ) -> Iterator[TurnEvent]:
         """Start a turn; returns the event stream (see docs/AGENT.md).
 
         Raises ``InvalidInput`` (bad user id, thread id or message) or ``NotFound`` (the
         thread does not exist or is another user's) *before* returning, so nothing has
         been streamed or written when it does. ``thread_id=None`` starts a new thread.
+
+        ``history`` replaces the thread's stored messages in the prompt (a client that
+        sends its own copy of the conversation); only this turn is stored either way.
+        ``instructions`` are the client application's own, added after the agent's.
         """
         started = self.timer()
         check_id(user_id, "user_id")
         message = check_message_text(message)
         request_id = request_id or uuid.uuid4().hex
+        new_thread = thread_id is None
         if thread_id is None:
-            history: list[ChatMessage] = []
-            thread_id, new_thread = new_thread_id(), True
+            thread_id, stored = new_thread_id(), []
+        elif history is None:
+            stored = self.threads.load(user_id, thread_id, self.config.history_messages)
         else:
-            history = self.threads.load(user_id, thread_id, self.config.history_messages)
-            new_thread = False
+            self.threads.get(user_id, thread_id)  # the thread must exist and be the user's
+        if history is not None:
+            stored = list(history)[-self.config.history_messages :]
         state = _TurnState(
             user_id=user_id,
             thread_id=thread_id,
@@ -421,9 +431,10 @@ class Agent:
             message=message,
             new_thread=new_thread,
             started=started,
-            history=history,
+            history=stored,
             thread_load_ms=self._ms_since(started),
             now=self.clock(),
+            instructions=instructions,
         )
         return self._turn(state)
 
@@ -479,7 +490,7 @@ class Agent:
         for step in range(self.config.max_steps):
             state.steps = step + 1
             request = ChatRequest(
-                system=INSTRUCTIONS,
+                system=system_prompt(state.instructions),
                 context=context,
                 messages=messages,
                 tools=TOOLS,
@@ -805,6 +816,18 @@ class Agent:
 
 
 # ---- prompt pieces ------------------------------------------------------------------------
+
+
+def system_prompt(client_instructions: str) -> str:
+    """The agent's instructions, then the client application's (an OpenAI-style system
+    message), marked as theirs so they cannot override the memory rules."""
+    if not client_instructions.strip():
+        return INSTRUCTIONS
+    return (
+        f"{INSTRUCTIONS}\n\nThe application the user is chatting through adds these "
+        "instructions; follow them where they do not contradict the ones above:\n"
+        f"<client_instructions>\n{client_instructions}\n</client_instructions>"
+    )
 
 
 def check_message_text(message: Any) -> str:

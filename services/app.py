@@ -1,8 +1,9 @@
 """The Flask application factory (Cloud Run entry point is ``main.app``).
 
-Every request but the public ones (health, readiness, the OpenAPI document and the chat
-page) is authenticated and rate-limited before its handler runs; every error leaves as
-JSON ``{"error": {"code", "message", "field"?}}``; every response is counted and logged.
+Every request but the public ones (health, readiness, the OpenAPI document and its /docs
+page, the chat page) is authenticated and rate-limited before its handler runs; every
+error leaves as JSON ``{"error": {"code", "message", "field"?}}`` (OpenAI's shape on the
+OpenAI-compatible routes); every response is counted and logged.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import uuid
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from services.api import chat, me, memories, threads
+from services.api import chat, completions, docs, me, memories, threads
 from services.api.openapi import document
 from services.auth import ACT_AS_HEADER, ApiKeyStore, Authenticator, make_id_token_verifier
 from services.config import Settings
@@ -25,7 +26,7 @@ from services.telemetry import Metrics, configure_logging, user_hash
 
 log = logging.getLogger("memory_agent.http")
 
-PUBLIC_ENDPOINTS = {"healthz", "readyz", "openapi", "index", "static"}
+PUBLIC_ENDPOINTS = {"healthz", "readyz", "openapi", "index", "static", *docs.PUBLIC}
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -59,7 +60,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions.update(runtime=runtime, metrics=metrics, authenticator=authenticator)
-    for blueprint in (chat.bp, memories.bp, threads.bp, me.bp):
+    for blueprint in (chat.bp, completions.bp, docs.bp, memories.bp, threads.bp, me.bp):
         app.register_blueprint(blueprint)
 
     @app.before_request

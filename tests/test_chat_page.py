@@ -406,3 +406,14 @@ def test_bad_key_error_export_erase_and_sign_out(server, keys, browser, download
     wait_for(lambda: visible(driver, "#sign-in"), what="the sign-in form")
     assert driver.execute_script("return sessionStorage.getItem('memoryAgent.apiKey')") is None
     assert script_errors(driver) == []
+
+
+def test_the_api_docs_page_lists_every_operation(server, browser):
+    browser.get(server + "/docs")
+    spec = json.loads(urllib.request.urlopen(server + "/openapi.json", timeout=10).read())
+    operations = sum(len(item) for item in spec["paths"].values())
+    wait_for(lambda: len(css(browser, ".opblock")) == operations, what="Swagger UI's operations")
+    paths = {element.text for element in css(browser, ".opblock-summary-path")}
+    assert {"/v1/chat/completions", "/v1/memories/{memory_id}"} <= paths
+    screenshot(browser, "docs")
+    assert script_errors(browser) == []

@@ -1,10 +1,10 @@
-"""Chat over HTTP: ``POST /v1/chat`` (Server-Sent Events or one JSON body) and the
-OpenAI-compatible ``POST /v1/chat/completions`` and ``GET /v1/models``.
+"""Chat over HTTP: ``POST /v1/chat`` (Server-Sent Events or one JSON body), and what every
+chat endpoint shares (the OpenAI-compatible one is services/api/completions.py).
 
-Both run one agent turn (services/agent.py) for the authenticated user. A turn whose
-client goes away mid-stream is still finished on the server, so what the model said and
-wrote is whole, and a retry with the same ``Idempotency-Key`` gets that first result back
-instead of running the turn again.
+Each request runs one agent turn (services/agent.py) for the authenticated user. A turn
+whose client goes away mid-stream is still finished on the server (``run_to_end``), on
+every chat endpoint, so what the model said and wrote is whole, and a retry with the same
+``Idempotency-Key`` gets that first result back instead of running the turn again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -27,9 +26,7 @@ from services.telemetry import user_hash
 bp = Blueprint("chat", __name__)
 log = logging.getLogger("memory_agent.chat")
 
-MODEL_ID = "memory-agent"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-THREAD_HEADER = "X-Thread-Id"
 
 
 class IdempotencyConflict(AppError):
@@ -61,7 +58,7 @@ def chat():
         raise
     recorded = _recorded(observed(events), rt.user_pool, user_id, key)
     if stream:
-        return _sse(_chat_frames(recorded))
+        return sse_response(_chat_frames(recorded))
     return chat_body([event.to_dict() for event in recorded])
 
 
@@ -78,20 +75,23 @@ def chat_body(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _respond(events: list[dict[str, Any]], stream: bool) -> Response | dict[str, Any]:
     if stream:
-        return _sse(sse_frame(event["type"], event) for event in events)
+        return sse_response(sse_frame(event["type"], event) for event in events)
     return chat_body(events)
 
 
-def _chat_frames(events: Iterable[TurnEvent]) -> Iterator[str]:
-    for event in events:
-        yield sse_frame(event.type, event.to_dict())
+def _chat_frames(events: Iterator[TurnEvent]) -> Iterator[str]:
+    try:
+        for event in events:
+            yield sse_frame(event.type, event.to_dict())
+    finally:
+        close_events(events)
 
 
 def sse_frame(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
 
 
-def _sse(frames: Iterable[str]) -> Response:
+def sse_response(frames: Iterable[str]) -> Response:
     response = Response(stream_with_context(frames), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # no proxy buffering of the stream
@@ -128,18 +128,33 @@ def observed(events: Iterator[TurnEvent]) -> Iterator[TurnEvent]:
         yield event
 
 
-def _recorded(
-    events: Iterator[TurnEvent], pool: Pool, user_id: str, key: str | None
-) -> Iterator[TurnEvent]:
-    """Pass events through; when the stream ends (or the client leaves), finish the turn
-    and store its events for idempotent retries."""
-    seen: list[TurnEvent] = []
+def run_to_end(events: Iterator[TurnEvent], seen: list[TurnEvent]) -> Iterator[TurnEvent]:
+    """Pass the turn's events through, collecting them in ``seen``. If the reader stops
+    early (the client went away mid-stream), run the rest of the turn anyway: the answer
+    and the memory writes are finished and stored whole, never cut where the client left,
+    and the same happens whichever chat endpoint the client used."""
     try:
         for event in events:
             seen.append(event)
             yield event
     finally:
-        seen.extend(events)  # the client is gone or done: the turn still completes
+        seen.extend(events)
+
+
+def close_events(events: Iterator[TurnEvent]) -> None:
+    close = getattr(events, "close", None)
+    if close is not None:
+        close()
+
+
+def _recorded(
+    events: Iterator[TurnEvent], pool: Pool, user_id: str, key: str | None
+) -> Iterator[TurnEvent]:
+    """The turn run to its end, its events stored for idempotent retries."""
+    seen: list[TurnEvent] = []
+    try:
+        yield from run_to_end(events, seen)
+    finally:
         if key is not None:
             store_idempotent_result(pool, user_id, key, [e.to_dict() for e in seen])
 
@@ -214,115 +229,3 @@ def store_idempotent_result(
 
 def request_id() -> str | None:
     return request.environ.get("REQUEST_ID")
-
-
-# ---- OpenAI-compatible --------------------------------------------------------------------
-
-
-@bp.get("/v1/models")
-def models():
-    return {
-        "object": "list",
-        "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "memory-agent"}],
-    }
-
-
-@bp.post("/v1/chat/completions")
-def chat_completions():
-    data = body("ChatCompletionRequest")
-    message = last_user_text(data["messages"])
-    thread_id = request.headers.get(THREAD_HEADER) or None
-    events = observed(
-        runtime().agent.run_turn(caller().user_id, thread_id, message, request_id=request_id())
-    )
-    completion_id = f"chatcmpl-{request_id() or int(time.time() * 1000)}"
-    created = int(time.time())
-    if data.get("stream"):
-        include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-        return _openai_sse(completion_id, created, events, include_usage)
-    final: dict[str, Any] = {}
-    for event in events:
-        if event.type == "final":
-            final = event.to_dict()
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": MODEL_ID,
-        "system_fingerprint": None,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": final["text"], "refusal": None},
-                "logprobs": None,
-                "finish_reason": openai_finish_reason(final["finish_reason"]),
-            }
-        ],
-        "usage": openai_usage(final["usage"]),
-    }
-
-
-def last_user_text(messages: list[dict[str, Any]]) -> str:
-    """The newest user message: the turn. Earlier ones live in the thread already."""
-    for message in reversed(messages):
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, list):
-            parts = [
-                p.get("text", "")
-                for p in content
-                if isinstance(p, dict) and p.get("type") == "text"
-            ]
-            content = "\n".join(part for part in parts if isinstance(part, str))
-        if isinstance(content, str) and content.strip():
-            return content
-        raise InvalidInput("the last user message has no text", "messages")
-    raise InvalidInput("messages must contain a user message", "messages")
-
-
-def openai_finish_reason(reason: str) -> str:
-    return "length" if reason == "max_tokens" else "stop"
-
-
-def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    prompt = usage["input_tokens"] + usage["cache_read_tokens"] + usage["cache_write_tokens"]
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": usage["output_tokens"],
-        "total_tokens": prompt + usage["output_tokens"],
-        "prompt_tokens_details": {"cached_tokens": usage["cache_read_tokens"]},
-    }
-
-
-def _openai_sse(
-    completion_id: str, created: int, events: Iterator[TurnEvent], include_usage: bool
-) -> Response:
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
-        payload = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": MODEL_ID,
-            "system_fingerprint": None,
-            "choices": choices,
-            **extra,
-        }
-        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
-
-    def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
-        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-
-    def frames() -> Iterator[str]:
-        yield chunk(choice({"role": "assistant", "content": ""}))
-        for event in events:
-            if event.type == "text":
-                yield chunk(choice({"content": event.text}))
-            elif event.type == "final":
-                final = event.to_dict()
-                yield chunk(choice({}, openai_finish_reason(final["finish_reason"])))
-                if include_usage:  # OpenAI sends usage in a last chunk without choices
-                    yield chunk([], usage=openai_usage(final["usage"]))
-        yield "data: [DONE]\n\n"
-
-    return _sse(frames())

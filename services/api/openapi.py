@@ -11,6 +11,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from services.api.docs import ASSETS as DOCS_ASSETS
 from services.errors import InvalidInput
 
 # The patterns say what the store enforces: no NUL in text, no control characters in ids,
@@ -21,6 +22,7 @@ ID_CHARS = "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u
 TEXT = {"type": "string", "minLength": 1, "maxLength": 4000, "pattern": NOT_BLANK}
 CONTEXT = {"type": "string", "maxLength": 4000, "pattern": NO_NUL}
 ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": ID_CHARS}
+THREAD_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 TIME = {"type": "string", "format": "date-time"}
 KIND = {"type": "string", "enum": ["fact", "episode"]}
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -248,13 +250,32 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "ChatCompletionRequest": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["messages"],
+        "description": (
+            "OpenAI's request, as far as it applies to an agent with its own model chain. "
+            "Used: messages (system/developer messages are the client's instructions, at most "
+            "8000 characters together; the last message must be the user's: it is the turn; "
+            "the earlier ones are the conversation so far), stream, "
+            "stream_options.include_usage, metadata.thread_id. Accepted and ignored (the "
+            "deployment's model chain and settings answer): model, temperature, top_p, "
+            "max_tokens, max_completion_tokens, presence_penalty, frequency_penalty, seed, "
+            "stop, logit_bias, user, store, service_tier, reasoning_effort, verbosity, "
+            "parallel_tool_calls, prompt_cache_key, prompt_cache_options, "
+            "prompt_cache_retention, safety_identifier, and the other metadata keys. Refused "
+            "with 400 (code unsupported_parameter): n other than 1, tools, functions, "
+            "tool_choice/function_call other than none/auto, response_format other than "
+            "text, logprobs, top_logprobs, audio, modalities other than text, prediction, "
+            "web_search_options, moderation, tool messages, assistant tool calls and "
+            "non-text content parts. Any other field is refused as unknown."
+        ),
         "properties": {
-            "model": {"type": "string"},
+            "model": {"type": "string", "description": "Ignored; the response says memory-agent"},
             "messages": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": 100,
+                # No maxItems: clients send whole conversations; the body limit bounds them
+                # and the prompt takes the last AGENT_HISTORY_MESSAGES.
                 "items": {
                     "type": "object",
                     "required": ["role"],
@@ -263,9 +284,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             "type": "string",
                             "enum": ["system", "developer", "user", "assistant", "tool"],
                         },
-                        "content": {"type": ["string", "array", "null"]},
+                        "content": {"type": ["string", "array", "null"], "maxLength": 100000},
                     },
-                    # The turn is the last user message, so each user message needs text.
+                    # Every user message needs text (the last one is the turn).
                     "if": {"properties": {"role": {"const": "user"}}},
                     "then": {
                         "required": ["content"],
@@ -292,8 +313,65 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     "properties": {"role": {"const": "user"}},
                 },
             },
-            "stream": {"type": "boolean"},
-            "user": {"type": "string"},
+            "stream": {"type": ["boolean", "null"]},
+            "stream_options": {
+                "type": ["object", "null"],
+                "properties": {"include_usage": {"type": "boolean"}},
+            },
+            "metadata": {
+                "type": ["object", "null"],
+                "maxProperties": 16,
+                "description": (
+                    "thread_id continues that thread (like the X-Thread-Id header). Without "
+                    "either, earlier messages that are exactly the stored conversation of one "
+                    "of the caller's 5 most recently active threads continue that thread."
+                ),
+                "properties": {"thread_id": {"type": "string", "pattern": THREAD_ID_PATTERN}},
+                "additionalProperties": {"type": "string", "maxLength": 512, "pattern": NO_NUL},
+            },
+            # Accepted and ignored:
+            "temperature": {"type": ["number", "null"]},
+            "top_p": {"type": ["number", "null"]},
+            "max_tokens": {"type": ["integer", "null"]},
+            "max_completion_tokens": {"type": ["integer", "null"]},
+            "presence_penalty": {"type": ["number", "null"]},
+            "frequency_penalty": {"type": ["number", "null"]},
+            "seed": {"type": ["integer", "null"]},
+            "stop": {"type": ["string", "array", "null"]},
+            "logit_bias": {"type": ["object", "null"]},
+            "user": {"type": "string", "description": "Ignored: the caller is the credential"},
+            "store": {"type": ["boolean", "null"]},
+            "service_tier": {"type": ["string", "null"]},
+            "reasoning_effort": {"type": ["string", "null"]},
+            "verbosity": {"type": ["string", "null"]},
+            "parallel_tool_calls": {"type": "boolean"},
+            "prompt_cache_key": {"type": ["string", "null"]},
+            "prompt_cache_options": {"type": ["object", "null"]},
+            "prompt_cache_retention": {"type": ["string", "null"]},
+            "safety_identifier": {"type": ["string", "null"]},
+            # Refused unless they ask for nothing:
+            "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 1},
+            "tools": {"type": ["array", "null"], "maxItems": 0},
+            "functions": {"type": ["array", "null"], "maxItems": 0},
+            "tool_choice": {"enum": ["none", "auto", None]},
+            "function_call": {"enum": ["none", "auto", None]},
+            "response_format": {
+                "anyOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {"type": {"const": "text"}},
+                    },
+                ]
+            },
+            "logprobs": {"enum": [False, None]},
+            "top_logprobs": {"enum": [0, None]},
+            "modalities": {"type": ["array", "null"], "items": {"const": "text"}},
+            "audio": {"type": "null"},
+            "prediction": {"type": "null"},
+            "web_search_options": {"type": "null"},
+            "moderation": {"type": "null"},
         },
     },
     "ContentPart": {
@@ -308,14 +386,38 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "ChatCompletion": {
         "type": "object",
-        "required": ["id", "object", "created", "model", "choices"],
+        "required": ["id", "object", "created", "model", "choices", "thread_id"],
+        "description": (
+            "OpenAI's chat.completion, plus thread_id. With stream true, chat.completion.chunk "
+            "events, each with thread_id, ending in data: [DONE]. finish_reason is length "
+            "when the answer is incomplete (the token limit, or the model's stream broke: "
+            "then that chunk also has an error object, which OpenAI's SDKs raise as "
+            "APIError); without streaming such a turn is a 502/503 error instead."
+        ),
         "properties": {
             "id": {"type": "string"},
             "object": {"const": "chat.completion"},
             "created": {"type": "integer"},
-            "model": {"type": "string"},
+            "model": {"const": "memory-agent"},
+            "thread_id": {"type": "string", "description": "Send back to continue the thread"},
             "choices": {"type": "array"},
             "usage": {"type": "object"},
+        },
+    },
+    "OpenAIError": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"enum": ["invalid_request_error", "server_error"]},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
         },
     },
     "ModelList": {
@@ -390,6 +492,8 @@ ERRORS = {
     "409": "Version conflict, or an Idempotency-Key reused or still running",
     "413": "Body too large",
     "429": "Rate limited; see Retry-After",
+    "502": "The language model's answer broke off (the partial turn is stored)",
+    "503": "A dependency is unavailable; see Retry-After",
 }
 
 
@@ -450,10 +554,41 @@ def _path(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
 
 
+def _completions_op() -> dict[str, Any]:
+    thread = {"schema": THREAD_ID_SCHEMA, "description": "The thread this turn is in"}
+    operation = _op(
+        "OpenAI-compatible chat completion backed by memory; keeps the thread",
+        "ChatCompletion",
+        body="ChatCompletionRequest",
+        errors=("400", "401", "404", "413", "429", "502", "503"),
+        stream=True,
+        params=[
+            {
+                "name": THREAD_HEADER,
+                "in": "header",
+                "required": False,
+                "description": "Continue this thread (or send metadata.thread_id)",
+                "schema": THREAD_ID_SCHEMA,
+            }
+        ],
+    )
+    operation["responses"]["200"]["headers"] = {THREAD_HEADER: thread}
+    return operation
+
+
+def _openai(operation: dict[str, Any]) -> dict[str, Any]:
+    """Errors on the OpenAI-compatible routes come in OpenAI's shape."""
+    for code, response in operation["responses"].items():
+        if code >= "400":
+            response["content"] = {"application/json": {"schema": _ref("OpenAIError")}}
+    return operation
+
+
 LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})
 NAMESPACE = _query("namespace", {"type": "string", "minLength": 1, "maxLength": 256})
 MEMORY_ID = _path("memory_id", {"type": "string", "format": "uuid"})
-THREAD_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+THREAD_ID_SCHEMA = {"type": "string", "pattern": THREAD_ID_PATTERN}
+THREAD_HEADER = "X-Thread-Id"
 THREAD_ID = _path("thread_id", THREAD_ID_SCHEMA)
 
 PATHS: dict[str, dict[str, Any]] = {
@@ -464,6 +599,18 @@ PATHS: dict[str, dict[str, Any]] = {
     "/healthz": {"get": _op("Liveness, for container probes", "Object", errors=(), public=True)},
     "/readyz": {"get": _op("Readiness: database and Redis", "Object", errors=(), public=True)},
     "/openapi.json": {"get": _op("This document", "Object", errors=(), public=True)},
+    "/docs": {
+        "get": _op("This document as a Swagger UI page (HTML)", None, errors=(), public=True)
+    },
+    "/docs/assets/{name}": {
+        "get": _op(
+            "A static file of the /docs page (Swagger UI)",
+            None,
+            params=[_path("name", {"type": "string", "enum": sorted(DOCS_ASSETS)})],
+            errors=("404",),
+            public=True,
+        )
+    },
     "/metrics": {
         "get": _op("Prometheus metrics (service keys)", None, errors=("401", "403", "429"))
     },
@@ -484,16 +631,10 @@ PATHS: dict[str, dict[str, Any]] = {
             ],
         )
     },
-    "/v1/chat/completions": {
-        "post": _op(
-            "OpenAI-compatible chat completion backed by memory",
-            "ChatCompletion",
-            body="ChatCompletionRequest",
-            errors=("400", "401", "404", "413", "429"),
-            stream=True,
-        )
+    "/v1/chat/completions": {"post": _openai(_completions_op())},
+    "/v1/models": {
+        "get": _openai(_op("Models (OpenAI-compatible)", "ModelList", errors=("401", "429")))
     },
-    "/v1/models": {"get": _op("Models (OpenAI-compatible)", "ModelList", errors=("401", "429"))},
     "/v1/memories": {
         "get": _op(
             "List memories, newest first (facts unless kind says otherwise)",
@@ -615,6 +756,26 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+# Groups on the /docs page, by path prefix (first match wins).
+TAGS = (
+    ("/v1/chat/completions", "OpenAI-compatible"),
+    ("/v1/models", "OpenAI-compatible"),
+    ("/v1/chat", "Chat"),
+    ("/v1/memories", "Memories"),
+    ("/v1/threads", "Threads"),
+    ("/v1/usage", "You"),
+    ("/v1/me", "You"),
+)
+
+
+def _tagged(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for path, item in paths.items():
+        tag = next((name for prefix, name in TAGS if path.startswith(prefix)), "Service")
+        out[path] = {method: {"tags": [tag], **op} for method, op in item.items()}
+    return out
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -623,7 +784,12 @@ def document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "A chat agent with long-term memory per user.",
         },
-        "paths": PATHS,
+        # Listed, so the page shows them in this order rather than in order of appearance.
+        "tags": [
+            {"name": name}
+            for name in ("Chat", "OpenAI-compatible", "Memories", "Threads", "You", "Service")
+        ],
+        "paths": _tagged(PATHS),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {
