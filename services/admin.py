@@ -19,9 +19,22 @@ from services.embeddings import embedding_spec
 from services.errors import AppError
 from services.migrate import migrate
 
+EPILOG = """\
+Examples:
+  .venv/bin/python -m services.admin keys create alice --name laptop
+  .venv/bin/python -m services.admin keys list --user alice
+  .venv/bin/python -m services.admin keys revoke 3f2c...
+
+Uses the configured database (DATABASE_URL, or the embedded one under DATA_DIR)."""
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.admin", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m services.admin",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="area", required=True)
     keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="create a key and print its secret once")
