@@ -1,4 +1,4 @@
-"""The memory quality harness (issue 5, item 2) end to end: the LoCoMo-format reader, the real
+"""The memory quality harness end to end: the LoCoMo-format reader, the real
 store on embedded PostgreSQL + pgvector, the real local embedder, services.recall, and the
 answer + LLM-judge path through the real SDKs against the wire-level fake."""
 
