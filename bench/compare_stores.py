@@ -510,7 +510,7 @@ def print_table(stages: list[Stage]) -> None:
 
 
 def target(stage: Stage) -> dict[str, Any]:
-    """The issue's target: the slower peer's p95 at least 5x ours, with recall@10 of 1.0."""
+    """The target: the slower peer's p95 at least 5x ours, with recall@10 of 1.0."""
     out: dict[str, Any] = {"rows": stage.rows}
     for label, latency in (("first", stage.latency), ("warm", stage.latency_warm)):
         slower = max(latency["langgraph"].p95_ms, latency["mem0"].p95_ms)
