@@ -24,7 +24,8 @@ import pg8000.dbapi
 from services.config import Settings
 from services.db import Pool, open_pool
 
-log = logging.getLogger(__name__)
+# Named, not __name__: run as python -m services.migrate, the module is "__main__".
+log = logging.getLogger("services.migrate")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 LOCK_ID = 7_311_902_451  # any constant; names this application's migration lock
