@@ -4,6 +4,7 @@ module runs as ``python -m`` runs it (as ``__main__``), in this process to keep 
 
 from __future__ import annotations
 
+import os
 import re
 import runpy
 import sys
@@ -41,6 +42,16 @@ INTERNAL = re.compile(r"migration \d{3}|build_report|\bissue\b|\bseed\b|DESIGN\.
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # runpy: module already imported
 def test_every_command_help_has_an_example_and_no_markup(capsys, monkeypatch):
     problems = []
+    environ = dict(os.environ)  # a module run as a command may set variables for itself
+    try:
+        check_each(problems, capsys, monkeypatch)
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+    assert problems == [], "\n".join(problems)
+
+
+def check_each(problems: list[str], capsys, monkeypatch) -> None:
     for command in COMMANDS:
         name = " ".join(command)
         # As `python -m NAME --help` would run it, in this process (one import of each).
@@ -62,4 +73,3 @@ def test_every_command_help_has_an_example_and_no_markup(capsys, monkeypatch):
             problems.append(f"{name}: backticks")
         if found := INTERNAL.search(out):
             problems.append(f"{name}: internal word {found.group(0)!r}")
-    assert problems == [], "\n".join(problems)

@@ -60,7 +60,8 @@ def test_quick_or_empty_work_prints_nothing():
 
 
 def run_job(database_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(tmp_path)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "EMBEDDING_"))}
+    env.update(DATABASE_URL=database_url, DATA_DIR=str(tmp_path))
     env.update(EMBED_IN_PROCESS="false", LLM_PROVIDERS="", PYTHONWARNINGS="ignore")
     return subprocess.run(
         [sys.executable, "-m", "services.jobs", *args],
