@@ -20,13 +20,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.lifetime import Run, cleanup
 from services.agent import Agent, AgentConfig, Latency  # noqa: E402
 from services.config import Settings  # noqa: E402
 from services.db import open_pool  # noqa: E402
@@ -73,15 +73,18 @@ def seed(store: MemoryStore, embedder: CachedQueryEmbedder, user: str, count: in
     )
 
 
-def run(args: argparse.Namespace) -> list[Latency]:
+def run(args: argparse.Namespace, scope: Run) -> list[Latency]:
     warnings.simplefilter("ignore", DeprecationWarning)  # the card model's SDK warning
-    data_dir = tempfile.mkdtemp(prefix="agent-bench-")
+    data_dir = scope.tempdir("agent-bench-")
     settings = Settings(
-        data_dir=data_dir,
+        data_dir=str(data_dir),
         database_url=os.environ.get("BENCH_DATABASE_URL", ""),
         embed_in_process=False,
     )
+    if not settings.database_url:
+        scope.postgres(data_dir / "pg")
     pool = open_pool(settings)
+    scope.callback(pool.close)
     model, dim = embedding_spec(settings)
     migrate(pool, model, dim, settings.hnsw_index)
     embedder = CachedQueryEmbedder(LocalEmbedder())
@@ -118,7 +121,6 @@ def run(args: argparse.Namespace) -> list[Latency]:
             result = agent.respond(user, thread_id, f"Turn {i}: what do you know about {topic}?")
             thread_id = result.final.thread_id
             results.append(result.final.latency)
-    pool.close()
     return results
 
 
@@ -148,15 +150,38 @@ def report(results: list[Latency], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+DESCRIPTION = """\
+The agent's own time per chat turn: everything it does except waiting for the language
+model (loading the conversation, finding memories, building the prompt, tools, saving),
+with a fake model that answers after a fixed delay. Prints p50/p95/max per step."""
+
+EPILOG = """\
+Examples:
+  .venv/bin/python -m bench.agent_bench
+  .venv/bin/python -m bench.agent_bench --turns 200 --latency-ms 50
+
+Runs on a temporary embedded PostgreSQL (or BENCH_DATABASE_URL), removed at the end."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=60)
-    parser.add_argument("--latency-ms", type=float, default=300.0)
-    parser.add_argument("--memories", type=int, default=60)
-    parser.add_argument("--thread-length", type=int, default=5)
-    parser.add_argument("--tool-every", type=int, default=5)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.agent_bench",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--turns", type=int, default=60, help="turns measured (60)")
+    parser.add_argument(
+        "--latency-ms", type=float, default=300.0, help="the fake model's time to answer (300)"
+    )
+    parser.add_argument("--memories", type=int, default=60, help="memories the user has (60)")
+    parser.add_argument("--thread-length", type=int, default=5, help="turns per conversation (5)")
+    parser.add_argument(
+        "--tool-every", type=int, default=5, help="every Nth turn saves a memory (5; 0: never)"
+    )
     args = parser.parse_args(argv)
-    print(report(run(args), args))
+    with cleanup() as scope:
+        print(report(run(args, scope), args))
     return 0
 
 

@@ -13,18 +13,18 @@ Sonnet: 3 / 15 USD per million input / output tokens, cache reads 0.30, writes 3
 
 The fake counts words, not tokenizer tokens (English runs ~1.3 tokens a word), so the
 absolute figures are a lower bound; the ratios between the configurations are the point.
-Printed beside the seed's estimate: 200 input + 100 output tokens, about $0.002 a request.
+Printed beside the planning estimate: 200 input + 100 output tokens, about $0.002 a turn.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import uuid
 import warnings
 from pathlib import Path
 
+from bench.lifetime import Run, cleanup
 from services.agent import Agent, AgentConfig
 from services.config import Settings
 from services.db import open_pool
@@ -40,7 +40,7 @@ from tests.fakes.llm_server import FakeLLMServer, Reply, ToolUse
 
 OUT = Path(__file__).resolve().parent / "out"
 MODEL = "claude-sonnet-4-5-20250929"
-SEED_ESTIMATE = {"input_tokens": 200, "output_tokens": 100}
+PLANNING_ESTIMATE = {"input_tokens": 200, "output_tokens": 100}
 MESSAGES = [
     "I just got back from a hiking trip in the Alps, what should I pack next time?",
     "Can you remind me what I told you about my sister's wedding plans?",
@@ -125,16 +125,43 @@ def run_config(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=6)
-    parser.add_argument("--turns", type=int, default=8)
-    parser.add_argument("--memories", type=int, default=60)
-    args = parser.parse_args()
-    warnings.simplefilter("ignore", DeprecationWarning)
+DESCRIPTION = """\
+Cost per chat turn: the real agent runs the same scripted conversations four times
+against a fake Anthropic model that bills like the real one (prompt caching included):
+with and without caching, with the memory budget and without trimming. Tokens and USD per
+turn come from the usage rows the agent wrote. Writes bench/out/cost_bench.json."""
 
-    settings = Settings(data_dir=tempfile.mkdtemp(prefix="cost-bench-"), embed_in_process=False)
+EPILOG = """\
+Examples:
+  .venv/bin/python -m bench.cost_bench
+  .venv/bin/python -m bench.cost_bench --users 12 --turns 10
+
+The fake counts words, not tokens (a lower bound); the ratios are the point."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cost_bench",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--users", type=int, default=6, help="users per configuration (6)")
+    parser.add_argument("--turns", type=int, default=8, help="turns per user (8)")
+    parser.add_argument("--memories", type=int, default=60, help="memories per user (60)")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    with cleanup() as scope:
+        rows = measure(args, scope)
+    write(rows)
+
+
+def measure(args: argparse.Namespace, scope: Run) -> dict:
+    data_dir = scope.tempdir("cost-bench-")
+    scope.postgres(data_dir / "pg")
+    settings = Settings(data_dir=str(data_dir), embed_in_process=False)
     pool = open_pool(settings)
+    scope.callback(pool.close)
     migrate(pool, *embedding_spec(settings), settings.hnsw_index)
     embedder = CachedQueryEmbedder(LocalEmbedder())
     rows = {}
@@ -147,12 +174,15 @@ def main() -> None:
                 turns=args.turns, memories=args.memories,
             )  # fmt: skip
             print(label, json.dumps(rows[label]), flush=True)
-    pool.close()
-    seed_cost = cost_usd(MODEL, Usage(**SEED_ESTIMATE)).usd
-    rows["seed estimate (200 in + 100 out)"] = {
+    return rows
+
+
+def write(rows: dict) -> None:
+    planned = cost_usd(MODEL, Usage(**PLANNING_ESTIMATE)).usd
+    rows["planning estimate (200 in + 100 out)"] = {
         "input_tokens": 200,
         "output_tokens": 100,
-        "usd_per_turn": round(seed_cost, 6),
+        "usd_per_turn": round(planned, 6),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "cost_bench.json").write_text(json.dumps(rows, indent=2))

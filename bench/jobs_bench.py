@@ -1,7 +1,7 @@
 """Background-jobs benchmark: embedding throughput, outbox latency, retention sweep cost.
 
     .venv/bin/python -m bench.jobs_bench                    # 4,000 users x 50 (200,000 rows)
-    .venv/bin/python -m bench.jobs_bench --users 20000      # the issue's 1,000,000 rows
+    .venv/bin/python -m bench.jobs_bench --users 20000      # 1,000,000 rows
     .venv/bin/python -m bench.jobs_bench --only retention --pause-ratio 3 --batch-users 50
 
 1. Embedding throughput of the local embedder (multilingual-e5-small) through the outbox:
@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.lifetime import Run, cleanup
 from services.archive import LocalArchive
 from services.config import Settings
 from services.db import Pool, open_pool
@@ -45,6 +46,7 @@ from services.embeddings import LOCAL_MODEL, LocalEmbedder
 from services.memories import MemoryStore, NewMemory
 from services.migrate import migrate
 from services.outbox import BackgroundWorker, drain
+from services.progress import reporter
 from services.retention import RetentionJob, RetentionPolicy, run_retention
 from services.threads import ThreadStore
 
@@ -137,29 +139,30 @@ def bulk_load(pool: Pool, users: int) -> float:
     start = time.perf_counter()
     total = users * PER_USER
     chunk = 50_000
-    for offset in range(0, total, chunk):
-        with pool.transaction() as tx:
-            tx.execute(
-                f"""
-                INSERT INTO memories (user_id, key, content, tsv, embedding, embedding_model,
-                    expires_at, updated_at)
-                SELECT 'sweep-' || lpad((g %% %s::int)::text, 7, '0'), 'k' || g, c.content,
-                    to_tsvector('english', c.content), l2_normalize(r.v::vector), %s,
-                    CASE WHEN g %% 20 = 0 THEN now() - interval '1 day' END,
-                    now() - make_interval(days => g %% 400)
-                FROM generate_series(%s::int, %s::int) AS g
-                CROSS JOIN LATERAL (
-                    SELECT 'note about ' || w[1 + (g * 7) %% 9] || ' number ' || g AS content
-                    FROM (SELECT %s::text[] AS w) AS words
-                ) AS c
-                CROSS JOIN LATERAL (
-                    SELECT array_agg(random() - 0.5)::real[] AS v
-                    FROM generate_series(1, {DIM}) WHERE g IS NOT NULL
-                ) AS r
-                """,
-                [users, LOCAL_MODEL, offset, min(offset + chunk, total) - 1, WORDS],
-            )
-        print(f"  loaded {min(offset + chunk, total):,}/{total:,} rows", flush=True)
+    with reporter("loading", unit="rows", total=total) as progress:
+        for offset in range(0, total, chunk):
+            with pool.transaction() as tx:
+                tx.execute(
+                    f"""
+                    INSERT INTO memories (user_id, key, content, tsv, embedding, embedding_model,
+                        expires_at, updated_at)
+                    SELECT 'sweep-' || lpad((g %% %s::int)::text, 7, '0'), 'k' || g, c.content,
+                        to_tsvector('english', c.content), l2_normalize(r.v::vector), %s,
+                        CASE WHEN g %% 20 = 0 THEN now() - interval '1 day' END,
+                        now() - make_interval(days => g %% 400)
+                    FROM generate_series(%s::int, %s::int) AS g
+                    CROSS JOIN LATERAL (
+                        SELECT 'note about ' || w[1 + (g * 7) %% 9] || ' number ' || g AS content
+                        FROM (SELECT %s::text[] AS w) AS words
+                    ) AS c
+                    CROSS JOIN LATERAL (
+                        SELECT array_agg(random() - 0.5)::real[] AS v
+                        FROM generate_series(1, {DIM}) WHERE g IS NOT NULL
+                    ) AS r
+                    """,
+                    [users, LOCAL_MODEL, offset, min(offset + chunk, total) - 1, WORDS],
+                )
+            progress(min(offset + chunk, total), None)
     with pool.connection() as conn:
         conn.cursor().execute("VACUUM ANALYZE memories")
     return time.perf_counter() - start
@@ -271,7 +274,8 @@ def retention_sweep(
 
         def sweep():
             start = time.perf_counter()
-            report = run_retention(job, budget_seconds=3600)
+            with reporter("retention sweep", unit="users", total=users) as progress:
+                report = run_retention(job, budget_seconds=3600, progress=progress)
             return report, time.perf_counter() - start
 
         during, (report, sweep_s) = searcher.measure(during=sweep)
@@ -299,13 +303,41 @@ def retention_sweep(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+DESCRIPTION = """\
+Background jobs benchmark: how fast the embedding worker embeds memories (in batches and
+one at a time), how long a memory waits for its vector under a steady write load, and
+what the daily retention sweep over many users costs, measured as the slowdown of chat
+searches running at the same time. Writes bench/out/jobs_bench.json."""
+
+EPILOG = """\
+Examples:
+  .venv/bin/python -m bench.jobs_bench                    # 4,000 users x 50 (200,000 rows)
+  .venv/bin/python -m bench.jobs_bench --users 20000      # 1,000,000 rows
+  .venv/bin/python -m bench.jobs_bench --only retention --pause-ratio 3 --batch-users 50
+
+Runs in a fresh database on the embedded PostgreSQL under bench/out/ (or DATABASE_URL),
+dropped at the end (also on Ctrl-C) unless --keep."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.jobs_bench",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--users", type=int, default=4_000, help="users x 50 memories swept")
-    parser.add_argument("--embed-rows", type=int, default=256)
+    parser.add_argument(
+        "--embed-rows", type=int, default=256, help="memories embedded per way (256)"
+    )
     parser.add_argument("--rate", type=float, default=10.0, help="steady writes per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="steady-write duration")
-    parser.add_argument("--baseline-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--baseline-seconds",
+        type=float,
+        default=10.0,
+        help="search timing before and after the sweep (10)",
+    )
     parser.add_argument(
         "--only", choices=("all", "embedding", "retention"), default="all", help="which part"
     )
@@ -316,18 +348,40 @@ def main() -> None:
         help="run the concurrent searches in a child process (default) or a thread of the "
         "sweep's process (then the GIL is part of what is measured)",
     )
-    parser.add_argument("--batch-users", type=int, default=Settings.retention_batch_users)
-    parser.add_argument("--pause-ratio", type=float, default=Settings.retention_pause_ratio)
+    parser.add_argument(
+        "--batch-users",
+        type=int,
+        default=Settings.retention_batch_users,
+        help="users per sweep chunk (RETENTION_BATCH_USERS)",
+    )
+    parser.add_argument(
+        "--pause-ratio",
+        type=float,
+        default=Settings.retention_pause_ratio,
+        help="rest after each chunk, as a multiple of its time (RETENTION_PAUSE_RATIO)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    with cleanup() as scope:
+        results = run_all(args, scope)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "jobs_bench.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
 
+
+def run_all(args: argparse.Namespace, scope: Run) -> dict[str, object]:
     settings = Settings(
         database_url=os.environ.get("DATABASE_URL", ""),
         data_dir=str(OUT / "data"),
         db_name=f"jobs_{uuid.uuid4().hex[:8]}",
         embed_in_process=False,
     )
+    if not settings.database_url:
+        scope.postgres(Path(settings.data_dir) / "pg")
+        if not args.keep:
+            scope.callback(drop_database, settings)
     pool = open_pool(settings)
+    scope.callback(pool.close)
     migrate(pool, LOCAL_MODEL, DIM, hnsw_index=False)
     results: dict[str, object] = {"database": settings.db_name, "cpus": os.cpu_count()}
     results["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
@@ -355,12 +409,7 @@ def main() -> None:
             pause_ratio=args.pause_ratio,
         )
         print(json.dumps(results["retention"]))
-    pool.close()
-    if not args.keep and not settings.database_url:
-        drop_database(settings)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "jobs_bench.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    return results
 
 
 def drop_database(settings: Settings) -> None:

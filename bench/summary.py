@@ -1,15 +1,13 @@
-"""One table: every benchmark target from the issues beside its latest measured figure.
+"""One table: every benchmark target beside the latest figure measured on this machine.
 
-    .venv/bin/python -m bench.summary          # runs the service load test, cold start and
-                                               # outbox throughput, then prints the table
-    .venv/bin/python -m bench.summary --no-run # only print what bench/out/ already holds
+    .venv/bin/python -m bench.summary          # print what bench/out/ holds
+    .venv/bin/python -m bench.summary --run    # run the service load test, the cold start
+                                               # and the outbox throughput first (minutes)
 
-It runs bench.service_bench (64 streaming chats against gunicorn with the fake model at
-300 ms, and the cold start) and bench.jobs_bench --only embedding (outbox throughput and
-pending-to-embedded latency); the other rows come from the JSON the other benchmarks
-leave in bench/out/ (bench.store_bench, bench.cost_bench, bench.jobs_bench,
-bench.compare_stores, and bench.quality.locomo run with ``--json
-bench/out/quality_synthetic.json``), shown as "not run" when absent.
+Figures come from the JSON the benchmarks leave in bench/out/ (bench.store_bench,
+bench.service_bench, bench.cost_bench, bench.jobs_bench, bench.compare_stores, and
+bench.quality.locomo run with --json bench/out/quality_synthetic.json); a benchmark not
+run here shows "not run", and docs/BENCHMARKS.md has the recorded figures.
 """
 
 from __future__ import annotations
@@ -21,6 +19,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.lifetime import cleanup
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -103,7 +103,7 @@ ROWS: list[tuple[str, list[Row]]] = [
     (
         "cost_bench",
         [
-            ("USD per turn, caching on, trimmed", "seed: 0.0021",
+            ("USD per turn, caching on, trimmed", "~0.002",
              lambda r: r["caching on, memories trimmed to the budget"]["usd_per_turn"], None),
             ("USD per turn, caching off, all 50", "-",
              lambda r: r["caching off, memories all 50"]["usd_per_turn"], None),
@@ -113,8 +113,12 @@ ROWS: list[tuple[str, list[Row]]] = [
 
 
 def run(module: str, *args: str) -> None:
+    """Run a benchmark in a child process; stopping this one stops it (and what it started)."""
     print(f"running {module} {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, check=True)
+    with cleanup() as scope:
+        child = scope.process(subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT))
+        if child.wait() != 0:
+            raise SystemExit(f"{module} failed with exit status {child.returncode}")
 
 
 def table() -> str:
@@ -133,11 +137,32 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-run", action="store_true", help="only print bench/out/ figures")
-    args = parser.parse_args()
-    if not args.no_run:
+DESCRIPTION = """\
+Print every benchmark target beside the latest figure measured on this machine (from
+bench/out/), and whether it was met. With --run, first run the service load test (64
+streaming chats for 60 s), the cold start and the outbox throughput; the other figures
+come from their own benchmarks, run separately (see docs/BENCHMARKS.md)."""
+
+EPILOG = """\
+Examples:
+  .venv/bin/python -m bench.summary
+  .venv/bin/python -m bench.summary --run
+
+Ctrl-C during --run stops the benchmark and everything it started."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.summary",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--run", action="store_true", help="run the load test and outbox benchmark first"
+    )
+    args = parser.parse_args(argv)
+    if args.run:
         run("bench.service_bench")
         jobs = OUT / "jobs_bench.json"
         earlier = json.loads(jobs.read_text()) if jobs.exists() else {}
@@ -145,6 +170,12 @@ def main() -> None:
         # The retention sweep takes minutes and is not rerun here: keep its last figures.
         jobs.write_text(json.dumps(earlier | json.loads(jobs.read_text()), indent=2))
     print(table())
+    if not any((OUT / f"{name}.json").exists() for name, _ in ROWS):
+        print(
+            "\nNo benchmark has been run on this machine yet (bench/out/ is empty). The "
+            "recorded figures,\nwith the command of each, are in docs/BENCHMARKS.md; "
+            "python -m bench.summary --run measures\nthe service here."
+        )
 
 
 if __name__ == "__main__":

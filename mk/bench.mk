@@ -1,4 +1,4 @@
-# Retrieval side by side with LangGraph's PostgresStore and mem0 (issue 5), in its own
+# Retrieval side by side with LangGraph's PostgresStore and mem0, in its own
 # virtualenv: their dependencies are not part of the application's pins.
 #   make bench-compare                               # 10k, 100k and 1M memories (~1 h)
 #   make bench-compare BENCH_COMPARE_ARGS="--stages 10000,100000"

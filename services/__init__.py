@@ -1,1 +1,1 @@
-"""Memory Agent application code: one module per concern (see DESIGN.md)."""
+"""Memory Agent application code: one module per concern (docs/ARCHITECTURE.md has the map)."""

@@ -33,6 +33,15 @@ from services.embeddings import embedding_spec
 from services.errors import AppError
 from services.migrate import migrate
 
+EPILOG = """\
+Examples:
+  .venv/bin/python -m services.admin keys create alice --name laptop
+  .venv/bin/python -m services.admin keys list --user alice
+  .venv/bin/python -m services.admin keys revoke 3f2c...
+  .venv/bin/python -m services.admin keys generate      # for the cloud: key + hash, no database
+
+Uses the configured database (DATABASE_URL, or the embedded one under DATA_DIR)."""
+
 # Cloud Run sets this in every task of a job execution.
 CLOUD_RUN_JOB_ENV = "CLOUD_RUN_JOB"
 PRINTS_A_SECRET = {"create", "generate"}
@@ -106,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m services.admin",
         description=__doc__,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="area", required=True)

@@ -1,14 +1,7 @@
-"""A terminal chat: ``python -m services.cli chat --user alice``, or against a running
-service: ``python -m services.cli chat --url http://localhost:8080 --key mak_...``.
-
-Without ``--url`` it runs the same agent the HTTP service runs, in-process, on the
-configured database (embedded PostgreSQL by default, shared with a running ``make run``)
-and language models (offline without keys). With ``--url`` it speaks the HTTP API
-(``POST /v1/chat`` with Server-Sent Events) as the key's user. Streams the answer as it
-arrives. ``--show-memories`` prints each memory the model writes, updates or
-deletes; ``--verbose`` prints the model, tokens, cost and latency after each answer.
-Inside the chat: ``/memories`` lists what is saved, ``/new`` starts a new thread,
-``/quit`` (or end of input) leaves.
+"""The terminal chat (``python -m services.cli``): in this process on the configured
+database, or against a running service over its HTTP API (``POST /v1/chat`` with
+Server-Sent Events). Streams answers as they arrive; ``/memories``, ``/new`` and ``/quit``
+work inside the chat. Logs go to stderr so they never mix into the conversation.
 """
 
 from __future__ import annotations
@@ -198,18 +191,68 @@ def print_memories(memories: list[Event], out: TextIO) -> None:
         out.write(f"  {memory['id']}  {memory['content']}{context}\n")
 
 
+DESCRIPTION = """\
+Chat with the agent in the terminal. It streams each answer as it arrives and remembers
+what you tell it across chats.
+
+Without --url the agent runs in this process, on the configured database (the embedded
+one under DATA_DIR by default, shared with a running make run) and language models
+(offline answers without an API key). With --url it talks to a running service as the
+user of the API key.
+
+Inside the chat:
+  /memories   list what is saved about you
+  /new        start a new conversation
+  /quit       leave (so does Ctrl-D)"""
+
+EPILOG = """\
+Examples:
+  .venv/bin/python -m services.cli chat --user alice
+  .venv/bin/python -m services.cli chat --user alice --show-memories --verbose
+  .venv/bin/python -m services.cli chat --url http://localhost:8080 --key mak_...
+  .venv/bin/python -m services.cli memories --user alice
+
+Warnings and errors go to stderr, never into the chat; LOG_LEVEL=INFO (or DEBUG) shows
+more there."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.cli", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    chat = sub.add_parser("chat", help="chat with the agent in the terminal")
-    chat.add_argument("--user", help="the user id to chat as (in-process)")
+    parser = argparse.ArgumentParser(
+        prog="python -m services.cli",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{chat,memories}")
+    chat = sub.add_parser(
+        "chat",
+        help="chat with the agent in the terminal",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chat.add_argument("--user", help="the user id to chat as (in this process)")
     chat.add_argument("--url", help="chat with a running service at this URL instead")
-    chat.add_argument("--key", default=os.environ.get("MEMORY_AGENT_KEY"), help="API key for --url")
-    chat.add_argument("--thread", default=None, help="continue this thread")
-    chat.add_argument("--show-memories", action="store_true", help="print memory changes")
-    chat.add_argument("--verbose", action="store_true", help="print model, cost and latency")
-    mem = sub.add_parser("memories", help="list a user's memories")
-    mem.add_argument("--user", required=True)
+    chat.add_argument(
+        "--key",
+        default=os.environ.get("MEMORY_AGENT_KEY"),
+        help="API key for --url (default: $MEMORY_AGENT_KEY)",
+    )
+    chat.add_argument("--thread", default=None, help="continue this conversation (thread id)")
+    chat.add_argument(
+        "--show-memories", action="store_true", help="print each memory the agent saves"
+    )
+    chat.add_argument(
+        "--verbose", action="store_true", help="print model, tokens, cost and time per answer"
+    )
+    mem = sub.add_parser(
+        "memories",
+        help="list a user's memories",
+        description="List everything saved about a user, newest first.",
+        epilog="Example:\n  .venv/bin/python -m services.cli memories --user alice",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mem.add_argument("--user", required=True, help="the user id")
     args = parser.parse_args(argv)
     interactive = sys.stdin.isatty()
     if args.command == "chat" and args.url:
@@ -233,13 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.user:
         parser.error("--user is required without --url")
 
-    import logging
-
     from services.config import Settings
     from services.runtime import build_runtime
+    from services.telemetry import configure_logging
 
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+    # The terminal is the conversation: below WARNING only when LOG_LEVEL asks for it.
+    configure_logging(settings, level=os.environ.get("LOG_LEVEL") or "WARNING")
     runtime = build_runtime(settings)
     try:
         if args.command == "memories":

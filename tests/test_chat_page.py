@@ -1,7 +1,11 @@
 """The chat page at ``/`` driven in headless Chromium (Debian's ``chromium`` and
 ``chromedriver`` through Selenium) against a real gunicorn serving ``main:app``, whose model
 is the wire-level fake LLM: sign in, stream an answer, watch the memory the model wrote
-appear, edit it (and hit a version conflict), delete it, export and erase.
+appear, edit it (and hit a version conflict), delete it, search memories and read their
+relevance, add one by hand, see when each was saved, list and reopen conversations, read
+usage and cost, export and erase.
+
+Set ``CHAT_PAGE_SCREENSHOTS=/tmp/chat-page`` to keep a screenshot of each step there.
 
 Chromium comes from ``tools/ensure_chromium.sh`` (``make test`` runs it); without it this
 test fails, it is never skipped.
@@ -10,10 +14,12 @@ test fails, it is never skipped.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -22,6 +28,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from services.auth import ApiKeyStore
 from services.db import open_pool
@@ -235,7 +242,9 @@ def test_chat_streams_and_memories_follow_live(server, llm, keys, browser):
     css(driver, "#message")[0].send_keys("My favourite colour is teal.")
     css(driver, "#send")[0].click()
     if SCREENSHOTS:  # best effort: the answer half-way
-        wait_for(lambda: text_of(driver, "#messages li.assistant .text"), what="a first word")
+        wait_for(
+            lambda: text_of(driver, "#messages li.assistant .text"), timeout=20, what="a first word"
+        )
         screenshot(driver, "1-streaming")
     wait_for(
         lambda: css(driver, "#messages li.assistant[data-state=done]"),
@@ -274,7 +283,9 @@ def test_chat_streams_and_memories_follow_live(server, llm, keys, browser):
     status, stored = call(server, secret, "GET", f"/v1/memories/{memory['id']}")
     assert (status, stored["content"]) == (200, "Favourite colour is deep teal")
     assert stored["version"] == memory["version"] + 1
-    assert text_of(driver, f"{selector} .version") == f"v{stored['version']}"
+    assert text_of(driver, f"{selector} .version") == f"edited {stored['version'] - 1}×"
+    version_title = css(driver, f"{selector} .version")[0].get_attribute("title")
+    assert f"version {stored['version']}" in version_title
 
     # A change made elsewhere while editing: the save gets 409 and the page says so.
     css(driver, f"{selector} button.edit")[0].click()
@@ -417,3 +428,229 @@ def test_the_api_docs_page_lists_every_operation(server, browser):
     assert {"/v1/chat/completions", "/v1/memories/{memory_id}"} <= paths
     screenshot(browser, "docs")
     assert script_errors(browser) == []
+
+
+def percent(score: float) -> str:
+    """What the page shows for a 0-1 relevance (JavaScript's Math.round, clamped)."""
+    return f"{math.floor(min(max(score, 0.0), 1.0) * 100 + 0.5)}% match"
+
+
+def test_search_add_by_hand_dates_and_edits(server, keys, browser):
+    driver = browser
+    _, secret = new_key(keys)
+    status, teal = call(
+        server,
+        secret,
+        "POST",
+        "/v1/memories",
+        {"content": "Favourite colour is teal", "observed_at": "2025-06-01T09:00:00Z"},
+    )
+    assert status == 201
+    status, lyon = call(server, secret, "POST", "/v1/memories", {"content": "Lives in Lyon"})
+    assert status == 201
+    sign_in(driver, server, secret)
+    wait_for(lambda: len(css(driver, "#memory-list li")) == 2, what="two memories listed")
+
+    # Each memory says when it was saved; one told as having happened earlier says so too.
+    teal_item = f'#memory-list li[data-id="{teal["id"]}"]'
+    lyon_item = f'#memory-list li[data-id="{lyon["id"]}"]'
+    times = [t.get_attribute("datetime") for t in css(driver, f"{teal_item} .dates time")]
+    assert times == [teal["created_at"], teal["observed_at"]]
+    assert text_of(driver, f"{teal_item} .dates").startswith("Saved ")
+    times = [t.get_attribute("datetime") for t in css(driver, f"{lyon_item} .dates time")]
+    assert times == [lyon["created_at"]]  # observed when saved: one date is enough
+    assert text_of(driver, f"{lyon_item} .version") == ""  # never edited: nothing to say
+
+    # Add a memory by hand.
+    css(driver, "#add-memory summary")[0].click()
+    wait_for(lambda: visible(driver, "#new-memory"), what="the add-memory form")
+    css(driver, "#new-memory")[0].send_keys("Allergic to peanuts")
+    css(driver, "#new-memory-context")[0].send_keys("told the doctor")
+    css(driver, "#add-memory-form button[type=submit]")[0].click()
+    wait_for(lambda: "Memory saved." in text_of(driver, "#notice"), what="the saved notice")
+    listing = call(server, secret, "GET", "/v1/memories")[1]["items"]
+    [added] = [m for m in listing if m["content"] == "Allergic to peanuts"]
+    assert added["context"] == "told the doctor"
+    added_item = f'#memory-list li[data-id="{added["id"]}"]'
+    assert text_of(driver, f"{added_item} .context") == "told the doctor"
+    assert (
+        css(driver, f"{added_item} .dates time")[0].get_attribute("datetime")
+        == (added["created_at"])
+    )
+    assert css(driver, "#new-memory")[0].get_attribute("value") == ""
+    assert text_of(driver, "#memory-count") == "(3)"
+    screenshot(driver, "5-added-by-hand")
+
+    # Search: the hits the API finds, in its order, each with its relevance in percent.
+    query = "what colour do I like"
+    css(driver, "#search-query")[0].send_keys(query)
+    css(driver, "#search-form button[type=submit]")[0].click()
+    wait_for(lambda: visible(driver, "#search-status"), what="the search results")
+    status, found = call(
+        server,
+        secret,
+        "GET",
+        "/v1/memories/search?" + urllib.parse.urlencode({"q": query, "limit": 20}),
+    )
+    assert status == 200 and found["items"]
+    shown = [li.get_attribute("data-id") for li in css(driver, "#memory-list li")]
+    assert shown == [hit["memory"]["id"] for hit in found["items"]]
+    for hit in found["items"]:
+        item = f'#memory-list li[data-id="{hit["memory"]["id"]}"]'
+        assert text_of(driver, f"{item} .score") == percent(hit["score"])
+        kind = hit.get("kind") or hit["memory"].get("kind")
+        assert text_of(driver, f"{item} .kind") == (kind or "")
+    assert shown[0] == teal["id"]  # the colour memory is the best match
+    count = len(found["items"])
+    assert text_of(driver, "#search-summary") == (
+        f"{count} memor{'y matches' if count == 1 else 'ies match'} “{query}”."
+    )
+    screenshot(driver, "6-search")
+
+    # Found it: edit it right in the results.
+    css(driver, f"{teal_item} button.edit")[0].click()
+    field = wait_for(lambda: css(driver, f"{teal_item} form.editor textarea"), what="editor")[0]
+    field.clear()
+    field.send_keys("Favourite colour is sea green")
+    css(driver, f"{teal_item} form.editor button[type=submit]")[0].click()
+    wait_for(lambda: not css(driver, f"{teal_item} form.editor"), what="the editor to close")
+    assert text_of(driver, f"{teal_item} .content") == "Favourite colour is sea green"
+    assert text_of(driver, f"{teal_item} .score") == percent(found["items"][0]["score"])
+    stored = call(server, secret, "GET", f"/v1/memories/{teal['id']}")[1]
+    assert stored["content"] == "Favourite colour is sea green" and stored["version"] == 2
+
+    # Back to every memory, the edit included.
+    css(driver, "#search-clear")[0].click()
+    wait_for(lambda: not visible(driver, "#search-status"), what="the search to close")
+    assert len(css(driver, "#memory-list li")) == 3
+    assert not css(driver, "#memory-list .match:not([hidden])")
+    assert text_of(driver, f"{teal_item} .content") == "Favourite colour is sea green"
+    assert text_of(driver, f"{teal_item} .version") == "edited 1×"
+    assert script_errors(driver) == []
+
+
+def send(driver, message: str) -> None:
+    done = len(css(driver, "#messages li.assistant[data-state=done]"))
+    css(driver, "#message")[0].send_keys(message)
+    css(driver, "#send")[0].click()
+    wait_for(
+        lambda: len(css(driver, "#messages li.assistant[data-state=done]")) == done + 1,
+        timeout=20,
+        what=f"the answer to {message!r}",
+    )
+
+
+def conversation(driver) -> list[tuple[str, str]]:
+    return [
+        tuple(pair)
+        for pair in driver.execute_script(
+            "return [...document.querySelectorAll('#messages li')].map((li) => "
+            "[li.classList.contains('user') ? 'user' : 'assistant', "
+            "li.querySelector('.text').textContent])"
+        )
+    ]
+
+
+def thread_rows(driver) -> list[dict]:
+    """The conversation list as shown, read in one go (a refresh re-renders it)."""
+    return driver.execute_script(
+        """return [...document.querySelectorAll('#thread-list li')].map((li) => ({
+             id: li.dataset.id,
+             title: li.querySelector('.title').textContent,
+             meta: li.querySelector('.meta').textContent,
+             time: li.querySelector('time').getAttribute('datetime'),
+             current: li.querySelector('button').getAttribute('aria-current') === 'true',
+           }))"""
+    )
+
+
+def test_conversations_reopen_and_usage_shows_their_cost(server, llm, keys, browser):
+    driver = browser
+    _, secret = new_key(keys)
+    llm.reset()
+    llm.script(
+        "anthropic",
+        Reply(text="Hello, gardener."),
+        Reply(text="Chess it is."),
+        Reply(text="Tomatoes need sun."),
+    )
+    sign_in(driver, server, secret)
+    assert visible(driver, "#threads-empty")
+    send(driver, "I like gardening")
+    wait_for(lambda: len(css(driver, "#thread-list li")) == 1, what="the first conversation")
+    css(driver, "#new-chat")[0].click()
+    assert css(driver, "#messages li") == []
+    send(driver, "I also play chess")
+    wait_for(lambda: len(css(driver, "#thread-list li")) == 2, what="two conversations")
+
+    # The list is the API's, newest first, the open one marked.
+    threads = call(server, secret, "GET", "/v1/threads")[1]["items"]
+    assert [t["title"] for t in threads] == ["I also play chess", "I like gardening"]
+    rows = wait_for(
+        lambda: (rows := thread_rows(driver)) and rows[0]["time"] == threads[0]["updated_at"]
+        and rows,
+        what="the list to show the latest activity",
+    )  # fmt: skip
+    assert [r["id"] for r in rows] == [t["thread_id"] for t in threads]
+    assert [r["title"] for r in rows] == ["I also play chess", "I like gardening"]
+    assert [r["current"] for r in rows] == [True, False]
+    assert rows[0]["meta"].startswith("Last active ")
+
+    # Reopen the first conversation: its messages come back, and the chat goes on in it.
+    gardening = threads[1]["thread_id"]
+    css(driver, f'#thread-list li[data-id="{gardening}"] button')[0].click()
+    wait_for(
+        lambda: (
+            conversation(driver)
+            == [("user", "I like gardening"), ("assistant", "Hello, gardener.")]
+        ),
+        what="the reopened conversation",
+    )
+    assert (
+        css(driver, f'#thread-list li[data-id="{gardening}"] button')[0].get_attribute(
+            "aria-current"
+        )
+        == "true"
+    )
+    send(driver, "What grows well?")
+    assert conversation(driver)[-1] == ("assistant", "Tomatoes need sun.")
+    status, reopened = call(server, secret, "GET", f"/v1/threads/{gardening}")
+    said = [(m["role"], m["content"]) for m in reopened["messages"] if m["content"]]
+    assert said[-2:] == [("user", "What grows well?"), ("assistant", "Tomatoes need sun.")]
+    assert len(call(server, secret, "GET", "/v1/threads")[1]["items"]) == 2  # no new one
+    wait_for(
+        lambda: [r["id"] for r in thread_rows(driver)] == [gardening, threads[0]["thread_id"]],
+        what="the reopened conversation to move to the top",
+    )
+    screenshot(driver, "7-reopened-conversation")
+
+    # Usage and cost: what the API reports for this user, readable.
+    css(driver, "#usage")[0].click()
+    wait_for(
+        lambda: driver.execute_script("return document.getElementById('usage-dialog').open"),
+        what="the dialog",
+    )
+    wait_for(lambda: css(driver, "#usage-rows tr"), what="usage rows")
+    usage = call(server, secret, "GET", "/v1/usage?days=30")[1]
+    rows = driver.execute_script(
+        "return [...document.querySelectorAll('#usage-rows tr')]"
+        ".map((tr) => [...tr.cells].map((td) => td.textContent))"
+    )
+    assert [(r[0], r[1], int(r[2].replace(",", ""))) for r in rows] == [
+        (item["day"], item["model"], item["calls"]) for item in usage["items"]
+    ]
+    chat_rows = [item for item in usage["items"] if item["model"].startswith("claude")]
+    assert sum(item["calls"] for item in chat_rows) == 3  # one model call per answer
+    assert usage["total_cost_usd"] > 0
+    total = text_of(driver, "#usage-total")
+    assert total.endswith("spent in the last 30 days.")
+    assert math.isclose(float(total.split()[0].lstrip("$")), usage["total_cost_usd"], abs_tol=1e-5)
+    screenshot(driver, "8-usage")
+    Select(css(driver, "#usage-days")[0]).select_by_value("7")
+    wait_for(lambda: "last 7 days" in text_of(driver, "#usage-total"), what="the 7-day total")
+    css(driver, "#usage-dialog .dialog-head button")[0].click()
+    wait_for(
+        lambda: not driver.execute_script("return document.getElementById('usage-dialog').open"),
+        what="closing",
+    )
+    assert script_errors(driver) == []

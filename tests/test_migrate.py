@@ -52,8 +52,11 @@ def test_two_processes_migrating_at_once_both_succeed(fresh_url):
     processes = [run_cli(fresh_url) for _ in range(3)]
     results = [process.communicate(timeout=60) for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0], results
-    outputs = " ".join(out for out, _ in results)
-    assert outputs.count("001_memories.sql") == 1  # applied by exactly one of them
+    logs = " ".join(err for _, err in results)
+    assert logs.count("001_memories.sql") == 1, results  # applied by exactly one of them
+    said = sorted(out.strip() for out, _ in results)
+    assert said[0].startswith("database is up to date (") and "applied" in said[0], said
+    assert said[1:] == ["database is up to date (nothing was pending)"] * 2, said
 
 
 def test_another_embedding_model_is_refused_with_instructions(fresh_url):
@@ -86,7 +89,7 @@ def test_reembed_switches_the_vector_dimension_and_marks_rows_pending(fresh_url)
     process = run_cli(fresh_url, "--reembed", EMBEDDING_PROVIDER="openai", OPENAI_API_KEY="sk-test")
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
-    assert "1 memories pending" in out
+    assert "1 memories wait to be embedded" in out
     pool = open_pool(Settings(database_url=fresh_url))
     try:
         migrate(pool, "text-embedding-3-small", 1536, hnsw_index=False)  # now accepted

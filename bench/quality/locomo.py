@@ -870,16 +870,25 @@ def evaluate_http(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="Example:\n  .venv/bin/python -m bench.quality.locomo "
-        "bench/quality/synthetic_locomo.json --no-ablations",
+        prog="python -m bench.quality.locomo",
+        description="Memory quality on long conversations, through the product: how many of "
+        "the turns that answer each question the memory search finds in its top k (evidence "
+        "recall@k), for the same embedding model, BM25 and their fusion, and for the "
+        "product's retrieval pipeline; with a language model key, also how well the model "
+        "answers from what was found.",
+        epilog="Examples:\n"
+        "  .venv/bin/python -m bench.quality.locomo bench/quality/synthetic_locomo.json\n"
+        "  .venv/bin/python -m bench.quality.locomo PATH/locomo10.json --json out.json\n"
+        "  .venv/bin/python -m bench.quality.locomo PATH/locomo10.json --http http://localhost:8080",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", help="a LoCoMo-format JSON file, or a directory of them")
-    parser.add_argument("--k", type=int, nargs="+", default=list(DEFAULT_KS))
-    parser.add_argument("--limit-samples", type=int, default=None)
+    parser.add_argument(
+        "--k", type=int, nargs="+", default=list(DEFAULT_KS), help="cut-offs to report"
+    )
+    parser.add_argument("--limit-samples", type=int, default=None, help="only the first N")
     parser.add_argument("--json", dest="json_out", default=None, help="write the report here")
-    parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--no-ablations", action="store_true", help="skip the ablation rows")
     parser.add_argument("--no-llm", action="store_true", help="skip answering even with a key")
     parser.add_argument("--answer-k", type=int, default=10, help="memories given to the model")
     parser.add_argument("--llm-limit", type=int, default=None, help="answer at most N questions")

@@ -1087,7 +1087,16 @@ def build(
     return samples
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m bench.quality.make_synthetic",
+        description="Write bench/quality/synthetic_locomo.json: four hand-written, dated "
+        "conversations with questions, in the LoCoMo format (the same file every time).",
+        epilog="Example:\n  .venv/bin/python -m bench.quality.make_synthetic",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(argv)
     samples = build()
     OUT.write_text(json.dumps(samples, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     turns = sum(len(v) for s in samples for k, v in s["conversation"].items() if k[-1].isdigit())

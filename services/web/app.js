@@ -1,5 +1,6 @@
-// Memory Agent chat page: sign in with an API key, chat over Server-Sent Events, and keep
-// the user's memories live beside the chat. Plain JS, no build step, no dependencies.
+// Memory Agent chat page: sign in with an API key, chat over Server-Sent Events, keep the
+// user's memories live beside the chat (search, add, edit, delete), reopen earlier
+// conversations, and show usage and cost. Plain JS, no build step, no dependencies.
 "use strict";
 
 const KEY_STORAGE = "memoryAgent.apiKey";
@@ -9,6 +10,8 @@ const state = {
   key: sessionStorage.getItem(KEY_STORAGE),
   threadId: null,
   memories: [], // newest first, as GET /v1/memories lists them
+  search: null, // {query, hits: [{memory, score, kind}]} while search results are shown
+  threads: [], // most recently active first, as GET /v1/threads lists them
   turn: null, // AbortController of the running chat turn
 };
 
@@ -121,9 +124,13 @@ async function signIn(event) {
 function signOut(message) {
   if (state.turn) state.turn.abort();
   sessionStorage.removeItem(KEY_STORAGE);
-  Object.assign(state, { key: null, threadId: null, memories: [], turn: null });
+  Object.assign(state, {
+    key: null, threadId: null, memories: [], search: null, threads: [], turn: null,
+  });
   $("messages").replaceChildren();
+  $("search-query").value = "";
   renderMemories();
+  renderThreads();
   $("workspace").hidden = true;
   $("account").hidden = true;
   $("sign-in").hidden = false;
@@ -138,6 +145,7 @@ function enterWorkspace() {
   $("account").hidden = false;
   $("message").focus();
   refreshMemories();
+  refreshThreads();
 }
 
 // ---- chat -------------------------------------------------------------------------------
@@ -207,7 +215,10 @@ async function sendMessage(event) {
     answer.dataset.state = "done";
     state.turn = null;
     $("send").disabled = false;
-    if (state.key) refreshMemories();
+    if (state.key) {
+      refreshMemories();
+      refreshThreads();
+    }
   }
 }
 
@@ -245,23 +256,33 @@ async function refreshMemories() {
 function applyMemoryEvent(event) {
   const index = state.memories.findIndex((m) => m.id === event.memory_id);
   if (event.action === "deleted") {
-    if (index >= 0) state.memories.splice(index, 1);
+    forgetMemory(event.memory_id);
   } else {
     const memory = { ...(state.memories[index] || {}), id: event.memory_id };
     Object.assign(memory, { content: event.content, context: event.context });
     memory.version = event.version;
-    if (index >= 0) state.memories[index] = memory;
-    else state.memories.unshift(memory);
+    replaceMemory(memory, false);
   }
   renderMemories(event.memory_id);
 }
 
-// Reconciles the list with state.memories, keeping each memory's element (and so an open
+// What the list shows: search hits while a search is on, else every memory.
+function shownMemories() {
+  if (!state.search) return state.memories;
+  return state.search.hits.map((hit) => ({
+    ...hit.memory,
+    score: hit.score,
+    kind: hit.kind || hit.memory.kind,
+  }));
+}
+
+// Reconciles the list with what is shown, keeping each memory's element (and so an open
 // editor and its focus) across updates.
 function renderMemories(changedId) {
   const list = $("memory-list");
+  const shown = shownMemories();
   const existing = new Map([...list.children].map((li) => [li.dataset.id, li]));
-  const items = state.memories.map((memory) => {
+  const items = shown.map((memory) => {
     const item = existing.get(memory.id) || createMemoryItem(memory.id);
     existing.delete(memory.id);
     updateMemoryItem(item, memory);
@@ -272,8 +293,14 @@ function renderMemories(changedId) {
     if (list.children[i] !== item) list.insertBefore(item, list.children[i] || null);
   });
   if (changedId) flash(list.querySelector(`li[data-id="${CSS.escape(changedId)}"]`));
-  $("memories-empty").hidden = state.memories.length > 0;
+  $("memories-empty").hidden = shown.length > 0 || Boolean(state.search);
   setText($("memory-count"), state.memories.length ? `(${state.memories.length})` : "");
+  $("search-status").hidden = !state.search;
+  if (state.search) {
+    const n = state.search.hits.length;
+    const found = n === 0 ? "No memories match" : n === 1 ? "1 memory matches" : `${n} memories match`;
+    setText($("search-summary"), `${found} “${state.search.query}”.`);
+  }
 }
 
 function flash(item) {
@@ -289,8 +316,10 @@ function createMemoryItem(id) {
   item.dataset.id = id;
   item.innerHTML = `
     <div class="view">
+      <p class="match" hidden><span class="score"></span> <span class="kind"></span></p>
       <p class="content"></p>
       <p class="context"></p>
+      <p class="dates"></p>
       <div class="actions">
         <span class="version"></span>
         <button type="button" class="edit">Edit</button>
@@ -307,13 +336,66 @@ function setText(element, text) {
   if (element.textContent !== text) element.textContent = text;
 }
 
+const DATE_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const DATE_ONLY = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+
+// A <time> element: readable text, the exact instant for machines and in a tooltip.
+function timeElement(iso, format = DATE_TIME) {
+  const time = document.createElement("time");
+  time.dateTime = iso;
+  const when = new Date(iso);
+  time.textContent = format.format(when);
+  time.title = when.toString();
+  return time;
+}
+
+function describeVersion(version) {
+  if (!version || version <= 1) return { text: "", title: "" };
+  const edits = version - 1;
+  return {
+    text: `edited ${edits}×`,
+    title: `Changed ${edits} time${edits === 1 ? "" : "s"} since it was saved (version ${version})`,
+  };
+}
+
 function updateMemoryItem(item, memory) {
   item.dataset.version = memory.version;
   setText(item.querySelector(".content"), memory.content);
   const context = item.querySelector(".context");
   setText(context, memory.context || "");
   context.hidden = !memory.context;
-  setText(item.querySelector(".version"), `v${memory.version}`);
+
+  const match = item.querySelector(".match");
+  match.hidden = typeof memory.score !== "number";
+  if (!match.hidden) {
+    const percent = Math.round(Math.max(0, Math.min(1, memory.score)) * 100);
+    setText(match.querySelector(".score"), `${percent}% match`);
+    match.querySelector(".score").title = `relevance ${memory.score.toFixed(3)} of 1`;
+    const kind = match.querySelector(".kind");
+    setText(kind, memory.kind || "");
+    kind.hidden = !memory.kind;
+  }
+
+  const dates = item.querySelector(".dates");
+  const stamp = `${memory.created_at || ""}|${memory.observed_at || ""}`;
+  if (dates.dataset.stamp !== stamp) {
+    dates.dataset.stamp = stamp;
+    dates.replaceChildren();
+    if (memory.created_at) {
+      dates.append("Saved ", timeElement(memory.created_at));
+      // Said to have happened at another time than it was saved (e.g. "last summer").
+      const observed = memory.observed_at && Date.parse(memory.observed_at);
+      if (observed && Math.abs(observed - Date.parse(memory.created_at)) > 60_000) {
+        dates.append(" · about ", timeElement(memory.observed_at, DATE_ONLY));
+      }
+    }
+    dates.hidden = !memory.created_at;
+  }
+
+  const version = item.querySelector(".version");
+  const described = describeVersion(memory.version);
+  setText(version, described.text);
+  version.title = described.title;
   const label = `memory “${shorten(memory.content)}”`;
   item.querySelector(".edit").setAttribute("aria-label", `Edit ${label}`);
   item.querySelector(".delete").setAttribute("aria-label", `Delete ${label}`);
@@ -385,8 +467,9 @@ async function saveMemory(event, item, form) {
       replaceMemory(current);
       form.dataset.version = current.version;
       conflict.textContent =
-        `Conflict: this memory was changed elsewhere (now v${current.version}: ` +
-        `“${current.content}”). Save again to replace it with your text, or Cancel.`;
+        "Conflict: this memory was changed elsewhere since you began editing " +
+        `(it now reads “${current.content}”). Save again to replace it with your text, ` +
+        "or Cancel.";
     } catch (reload) {
       conflict.textContent = `Conflict: ${error.describe()}`;
     }
@@ -394,11 +477,22 @@ async function saveMemory(event, item, form) {
   }
 }
 
-function replaceMemory(memory) {
+// Puts a memory as the API returned it into the list (and into search hits showing it).
+function replaceMemory(memory, render = true) {
   const index = state.memories.findIndex((m) => m.id === memory.id);
   if (index >= 0) state.memories[index] = memory;
   else state.memories.unshift(memory);
-  renderMemories();
+  if (state.search) {
+    for (const hit of state.search.hits) {
+      if (hit.memory.id === memory.id) hit.memory = { ...hit.memory, ...memory };
+    }
+  }
+  if (render) renderMemories();
+}
+
+function forgetMemory(id) {
+  state.memories = state.memories.filter((m) => m.id !== id);
+  if (state.search) state.search.hits = state.search.hits.filter((h) => h.memory.id !== id);
 }
 
 async function deleteMemory(item) {
@@ -412,9 +506,168 @@ async function deleteMemory(item) {
       return;
     }
   }
-  state.memories = state.memories.filter((m) => m.id !== id);
+  forgetMemory(id);
   renderMemories();
   showNotice("Memory deleted.");
+}
+
+async function searchMemories(event) {
+  event.preventDefault();
+  clearMessages();
+  const query = $("search-query").value.trim();
+  if (!query) return clearSearch();
+  try {
+    const params = new URLSearchParams({ q: query, limit: "20" });
+    const found = await (await api(`/v1/memories/search?${params}`)).json();
+    state.search = { query, hits: found.items };
+    renderMemories();
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function clearSearch() {
+  state.search = null;
+  $("search-query").value = "";
+  renderMemories();
+  $("search-query").focus();
+}
+
+async function addMemory(event) {
+  event.preventDefault();
+  clearMessages();
+  const content = $("new-memory").value.trim();
+  if (!content) return;
+  const json = { content };
+  const context = $("new-memory-context").value.trim();
+  if (context) json.context = context;
+  try {
+    const response = await api("/v1/memories", { method: "POST", json });
+    const saved = await response.json();
+    replaceMemory(saved, false);
+    renderMemories(saved.id);
+    $("new-memory").value = "";
+    $("new-memory-context").value = "";
+    // 200: the same memory existed already (same key), and was updated instead.
+    showNotice(response.status === 201 ? "Memory saved." : "Memory updated (it existed).");
+  } catch (error) {
+    showError(error);
+  }
+}
+
+// ---- conversations ----------------------------------------------------------------------
+
+async function refreshThreads() {
+  try {
+    state.threads = (await (await api("/v1/threads?limit=50")).json()).items;
+    renderThreads();
+  } catch (error) {
+    if (state.key) showError(error);
+  }
+}
+
+function renderThreads() {
+  const list = $("thread-list");
+  list.replaceChildren(
+    ...state.threads.map((thread) => {
+      const item = document.createElement("li");
+      item.dataset.id = thread.thread_id;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "thread";
+      const title = document.createElement("span");
+      title.className = "title";
+      title.textContent = thread.title || "Untitled conversation";
+      title.title = title.textContent; // the whole title, where the list cuts it short
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      meta.append("Last active ", timeElement(thread.updated_at));
+      button.append(title, meta);
+      if (thread.thread_id === state.threadId) button.setAttribute("aria-current", "true");
+      button.addEventListener("click", () => openThread(thread.thread_id));
+      item.append(button);
+      return item;
+    }),
+  );
+  $("threads-empty").hidden = state.threads.length > 0;
+}
+
+async function openThread(threadId) {
+  if (state.turn) state.turn.abort();
+  clearMessages();
+  try {
+    const path = `/v1/threads/${encodeURIComponent(threadId)}?limit=200`;
+    const { messages } = await (await api(path)).json();
+    state.threadId = threadId;
+    $("messages").replaceChildren();
+    // Tool calls and their results are the agent's own steps: show what was said.
+    for (const message of messages) {
+      if ((message.role === "user" || message.role === "assistant") && message.content) {
+        const item = addMessage(message.role, message.content);
+        if (message.created_at) {
+          const note = document.createElement("p");
+          note.className = "meta";
+          note.append(timeElement(message.created_at));
+          item.append(note);
+        }
+      }
+    }
+    renderThreads();
+    $("message").focus();
+  } catch (error) {
+    if (error.status === 404) refreshThreads();
+    showError(error);
+  }
+}
+
+// ---- usage ------------------------------------------------------------------------------
+
+const USD = new Intl.NumberFormat("en-US", {
+  style: "currency",
+  currency: "USD",
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 5,
+});
+const COUNT = new Intl.NumberFormat();
+
+async function showUsage() {
+  clearMessages();
+  const dialog = $("usage-dialog");
+  if (!dialog.open) dialog.showModal();
+  await loadUsage();
+}
+
+async function loadUsage() {
+  const days = $("usage-days").value;
+  const label = $("usage-days").selectedOptions[0].textContent.toLowerCase();
+  setText($("usage-total"), "Loading…");
+  try {
+    const usage = await (await api(`/v1/usage?days=${encodeURIComponent(days)}`)).json();
+    const rows = usage.items.map((row) => {
+      const tr = document.createElement("tr");
+      const cells = [
+        row.day,
+        row.model,
+        COUNT.format(row.calls),
+        COUNT.format(row.input_tokens),
+        COUNT.format(row.output_tokens),
+        USD.format(row.cost_usd),
+      ];
+      cells.forEach((text, i) => {
+        const td = document.createElement("td");
+        td.textContent = text;
+        if (i >= 2) td.className = "num";
+        tr.append(td);
+      });
+      return tr;
+    });
+    $("usage-rows").replaceChildren(...rows);
+    $("usage-table").hidden = rows.length === 0;
+    $("usage-empty").hidden = rows.length > 0;
+    setText($("usage-total"), `${USD.format(usage.total_cost_usd)} spent in the ${label}.`);
+  } catch (error) {
+    setText($("usage-total"), `Could not load usage: ${error.message}`);
+  }
 }
 
 // ---- your data --------------------------------------------------------------------------
@@ -448,10 +701,10 @@ async function eraseData() {
     showError(error);
     return;
   }
-  state.threadId = null;
-  state.memories = [];
+  Object.assign(state, { threadId: null, memories: [], search: null, threads: [] });
   $("messages").replaceChildren();
   renderMemories();
+  renderThreads();
   showNotice("All your data was erased.");
 }
 
@@ -459,6 +712,7 @@ function newChat() {
   if (state.turn) state.turn.abort();
   state.threadId = null;
   $("messages").replaceChildren();
+  renderThreads();
   clearMessages();
   $("message").focus();
 }
@@ -479,6 +733,15 @@ $("refresh").addEventListener("click", () => {
   clearMessages();
   refreshMemories();
 });
+$("refresh-threads").addEventListener("click", () => {
+  clearMessages();
+  refreshThreads();
+});
+$("search-form").addEventListener("submit", searchMemories);
+$("search-clear").addEventListener("click", clearSearch);
+$("add-memory-form").addEventListener("submit", addMemory);
+$("usage").addEventListener("click", showUsage);
+$("usage-days").addEventListener("change", loadUsage);
 $("export").addEventListener("click", exportData);
 $("erase").addEventListener("click", eraseData);
 
