@@ -13,7 +13,7 @@ from typing import Any
 from services.agent import Agent, AgentConfig
 from services.archive import Archive, make_archive
 from services.config import Settings
-from services.db import APP_ROLE, JOBS_ROLE, Pool, open_pool
+from services.db import APP_ROLE, JOBS_ROLE, Pool, Source, connection_source, open_pool
 from services.embeddings import (
     CachedQueryEmbedder,
     Embedder,
@@ -54,6 +54,7 @@ class Runtime:
     archive: Archive | None = None
     publisher: Publisher | None = None
     user_pool: Pool = None  # type: ignore[assignment]  # defaults to ``pool``
+    source: Source | None = None  # where both pools connect; closed after them
 
     def __post_init__(self) -> None:
         if self.user_pool is None:
@@ -87,13 +88,18 @@ class Runtime:
         self.pool.close()
         if self.user_pool is not self.pool:
             self.user_pool.close()
+        if self.source is not None:
+            self.source.close()
         if self.redis is not None:
             self.redis.close()
 
 
 def build_runtime(settings: Settings, *, start_worker: bool | None = None) -> Runtime:
-    pool = open_pool(settings, role=JOBS_ROLE, size=max(2, settings.db_pool_size // 4))
-    user_pool = open_pool(settings, role=APP_ROLE)
+    source = connection_source(settings)  # one server (and one supervisor) for both pools
+    pool = open_pool(
+        settings, role=JOBS_ROLE, size=max(2, settings.db_pool_size // 4), source=source
+    )
+    user_pool = open_pool(settings, role=APP_ROLE, source=source)
     model, dim = embedding_spec(settings)
     migrate(pool, model, dim, settings.hnsw_index)  # as the login user, before the roles
     embedder = CachedQueryEmbedder(make_embedder(settings))
@@ -102,6 +108,7 @@ def build_runtime(settings: Settings, *, start_worker: bool | None = None) -> Ru
         settings=settings,
         pool=pool,
         user_pool=user_pool,
+        source=source,
         embedder=embedder,
         memories=MemoryStore(
             user_pool,

@@ -10,6 +10,7 @@ instead of running the turn again.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import time
@@ -52,8 +53,10 @@ def chat():
         if replay is not None:
             return _respond(replay, stream)
     try:
-        events = rt.agent.run_turn(
-            user_id, data.get("thread_id"), data["message"], request_id=request_id()
+        events = started(
+            rt.agent.run_turn(
+                user_id, data.get("thread_id"), data["message"], request_id=request_id()
+            )
         )
     except BaseException:
         if key is not None:
@@ -96,6 +99,13 @@ def _sse(frames: Iterable[str]) -> Response:
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # no proxy buffering of the stream
     return response
+
+
+def started(events: Iterator[TurnEvent]) -> Iterator[TurnEvent]:
+    """The turn with its first event already made: the thread load and the retrieval run
+    before any response starts, so a database outage is a 503, never a 200 stream."""
+    first = next(events)
+    return itertools.chain([first], events)
 
 
 def observed(events: Iterator[TurnEvent]) -> Iterator[TurnEvent]:
@@ -233,7 +243,9 @@ def chat_completions():
     message = last_user_text(data["messages"])
     thread_id = request.headers.get(THREAD_HEADER) or None
     events = observed(
-        runtime().agent.run_turn(caller().user_id, thread_id, message, request_id=request_id())
+        started(
+            runtime().agent.run_turn(caller().user_id, thread_id, message, request_id=request_id())
+        )
     )
     completion_id = f"chatcmpl-{request_id() or int(time.time() * 1000)}"
     created = int(time.time())
