@@ -7,6 +7,7 @@ function handlers; nothing else in services/ reaches for globals.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,15 +22,22 @@ from services.embeddings import (
     embedding_spec,
     make_embedder,
 )
+from services.errors import DatabaseUnavailable
 from services.llm.factory import WarmingRouter, build_router
 from services.memories import MemoryStore, StoreLimits
 from services.migrate import migrate
 from services.outbox import BackgroundWorker, drain
+from services.privacy import process_deletion_requests
 from services.publisher import Publisher, make_publisher
-from services.threads import ThreadStore
+from services.threads import ThreadStore, retry_cache_purges
 from services.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
+
+# The erasure retry loop: how often it looks for due work, and how much one pass may take.
+ERASURE_RETRY_SECONDS = 5.0
+ERASURE_PASS_SECONDS = 10.0
+ERASURE_PASS_LIMIT = 50
 
 
 @dataclass
@@ -49,6 +57,7 @@ class Runtime:
     threads: ThreadStore
     redis: Any | None
     worker: BackgroundWorker | None = None
+    erasure_worker: BackgroundWorker | None = None
     agent: Agent | None = None
     usage: UsageRecorder | None = None
     archive: Archive | None = None
@@ -78,6 +87,24 @@ class Runtime:
         self.memories.flush_access_stats()
         return run.embedded
 
+    def retry_erasures(self) -> None:
+        """One pass of the erasure retry loop: deletion requests whose retry is due, then
+        the Redis copies of deleted threads that Redis could not drop at the time."""
+        if self.archive is None:
+            return
+        try:
+            process_deletion_requests(
+                self.pool,
+                self.redis,
+                self.archive,
+                deadline=time.monotonic() + ERASURE_PASS_SECONDS,
+                limit=ERASURE_PASS_LIMIT,
+                due_only=True,
+            )
+            retry_cache_purges(self.pool, self.redis)
+        except DatabaseUnavailable:  # the pool has said so; the next pass tries again
+            return
+
     def pool_ping(self) -> None:
         with self.pool.transaction() as tx:
             tx.execute("SELECT 1")
@@ -85,6 +112,8 @@ class Runtime:
     def close(self) -> None:
         if self.worker:
             self.worker.stop()
+        if self.erasure_worker:
+            self.erasure_worker.stop()
         self.pool.close()
         if self.user_pool is not self.pool:
             self.user_pool.close()
@@ -139,6 +168,11 @@ def build_runtime(settings: Settings, *, start_worker: bool | None = None) -> Ru
             runtime.embed_outbox, settings.embed_poll_seconds, "embedding-outbox"
         )
         runtime.worker.start()
+    if start_worker is not False:  # functions pass False: the retention job retries there
+        runtime.erasure_worker = BackgroundWorker(
+            runtime.retry_erasures, ERASURE_RETRY_SECONDS, "erasure-retry"
+        )
+        runtime.erasure_worker.start()
     return runtime
 
 
