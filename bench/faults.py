@@ -97,6 +97,8 @@ def database_outage(
         if not pg.ensure_running():
             raise RuntimeError("could not start PostgreSQL again")
         back = wait_for_database(url)
+        probe = call(server.url, secrets[0], "GET", "/v1/memories?limit=1")
+        probed = time.monotonic()
         time.sleep(5)
     finally:
         traffic.stop()
@@ -111,6 +113,7 @@ def database_outage(
             {f"{c.op} {c.status} {c.code}" for c in bad if c.status != 503 or not c.retry_after}
         ),
         "db_back_to_first_2xx_seconds": _round(first_success_after(traffic.calls, back)),
+        "next_request_after_db_back": {"status": probe.status, "seconds": _round(probed - back)},
         "acknowledged_writes": len(traffic.acks),
         "acknowledged_writes_lost": len(lost_writes(server.url, traffic.acks)),
     }

@@ -38,6 +38,9 @@ REAP_WAIT_SECONDS = 10.0
 
 
 class EmbeddedPostgres:
+    """One process's handle on the embedded server under ``pgdata``: its socket, a
+    watchdog (``watch``), restarts (``ensure_running``) and the exit rule (``close``)."""
+
     def __init__(
         self,
         pgdata: Path,

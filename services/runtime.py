@@ -178,6 +178,12 @@ def build_runtime(settings: Settings, *, start_worker: bool | None = None) -> Ru
 
 def connect_redis(url: str) -> Any:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    # Short timeouts: Redis is a cache here, and a slow cache must not slow chat down.
-    return redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+    # Short timeouts and one immediate retry (a connection left stale by a Redis restart):
+    # Redis is a cache here, and a slow cache must not slow chat down. redis-py's default
+    # (10 retries with backoff) holds every call for seconds while Redis is down.
+    return redis.Redis.from_url(
+        url, socket_timeout=0.25, socket_connect_timeout=0.25, retry=Retry(NoBackoff(), 1)
+    )

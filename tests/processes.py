@@ -54,18 +54,23 @@ def kill_postmaster(pgdata: Path) -> float:
     return killed
 
 
+def database_accepts(url: str) -> bool:
+    """Whether the database at ``url`` accepts a connection now."""
+    try:
+        pg8000.dbapi.connect(**parse_database_url(url)).close()
+    except Exception:
+        return False
+    return True
+
+
 def wait_for_database(url: str, timeout: float = 60) -> float:
     """Poll until the database at ``url`` accepts a connection; returns that moment."""
-    kwargs = parse_database_url(url)
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            pg8000.dbapi.connect(**kwargs).close()
-            return time.monotonic()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the database did not come back") from None
-            time.sleep(0.02)
+    while not database_accepts(url):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the database did not come back")
+        time.sleep(0.02)
+    return time.monotonic()
 
 
 # ---- Redis ---------------------------------------------------------------------------------
