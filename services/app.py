@@ -19,7 +19,7 @@ from services.api import chat, completions, docs, me, memories, threads
 from services.api.openapi import document
 from services.auth import ACT_AS_HEADER, ApiKeyStore, Authenticator, make_id_token_verifier
 from services.config import Settings
-from services.errors import AppError, Forbidden, RateLimited
+from services.errors import AppError, Forbidden, RateLimited, Unavailable
 from services.ratelimit import Limiter, make_limiter
 from services.runtime import Runtime, build_runtime
 from services.telemetry import Metrics, configure_logging, user_hash
@@ -146,6 +146,12 @@ def create_app(
         response = _error(error.status, error.code, error.message, error.field)
         if isinstance(error, RateLimited):
             response.headers["Retry-After"] = str(max(1, round(error.retry_after + 0.5)))
+        return response
+
+    @app.errorhandler(Unavailable)  # a dependency is down (the database): retry later
+    def unavailable(error: Unavailable):
+        response = app_error(error)
+        response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.errorhandler(HTTPException)

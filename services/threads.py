@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.db import Pool, Tx
+from services.db import Pool, Tx, text_array
 from services.errors import InvalidInput, NotFound
 from services.memories import check_id, check_limit
 
@@ -206,17 +206,40 @@ class ThreadStore:
             )
         return [Thread(*row) for row in rows]
 
-    def delete(self, user_id: str, thread_id: str) -> None:
+    def delete(self, user_id: str, thread_id: str) -> bool:
+        """Delete a thread and its messages. True when its Redis copy is gone too; False
+        when Redis could not drop it now: the key is remembered (``cache_purges``, in the
+        deletion's own transaction) and ``retry_cache_purges`` deletes it once Redis is
+        back, so the copy never outlives the thread by more than the retry interval."""
         check_id(user_id, "user_id")
         check_thread_id(thread_id)
+        key = self._key(user_id, thread_id)
         with self.pool.transaction(user_id) as tx:
             deleted = tx.one(
                 "DELETE FROM threads WHERE thread_id = %s AND user_id = %s RETURNING 1",
                 [thread_id, user_id],
             )
-        if deleted is None:
-            raise NotFound(f"thread {thread_id} not found", "thread_id")
-        self._cache_drop(user_id, thread_id)
+            if deleted is None:
+                raise NotFound(f"thread {thread_id} not found", "thread_id")
+            if self.redis is None:
+                return True
+            purge_id = tx.value(
+                "INSERT INTO cache_purges (user_id, redis_key) VALUES (%s, %s) RETURNING id",
+                [user_id, key],
+            )
+        if not self.guard.available():
+            return False
+        try:
+            self.redis.delete(key)
+        except Exception as error:
+            self.guard.failed(error)
+            return False
+        try:
+            with self.pool.transaction(user_id) as tx:
+                tx.execute("DELETE FROM cache_purges WHERE id = %s", [purge_id])
+        except Exception as error:  # the key is gone; the retry loop forgets the row later
+            log.warning("could not forget a done Redis purge: %s", error)
+        return True
 
     # ---- internals ----------------------------------------------------------------------
 
@@ -304,6 +327,51 @@ class ThreadStore:
             self.redis.delete(self._key(user_id, thread_id))
         except Exception as error:
             self.guard.failed(error)
+
+
+PURGE_MAX_BACKOFF_SECONDS = 30
+
+
+def remember_purges(tx: Tx, keys: list[tuple[str, str]]) -> None:
+    """Record Redis keys ((user id, key) pairs) to delete once Redis can be reached."""
+    if keys:
+        tx.execute(
+            "INSERT INTO cache_purges (user_id, redis_key) "
+            "SELECT * FROM unnest(%s::text[], %s::text[])",
+            [text_array([u for u, _ in keys]), text_array([k for _, k in keys])],
+        )
+
+
+def retry_cache_purges(pool: Pool, redis: Any | None, limit: int = 500) -> tuple[int, int]:
+    """Delete remembered Redis keys whose retry is due; returns (deleted, still pending).
+
+    Runs on the jobs pool (across users). A Redis failure backs the batch off
+    exponentially (capped), so an outage costs one timeout per pass.
+    """
+    if redis is None:
+        return 0, 0
+    with pool.transaction() as tx:
+        rows = tx.execute(
+            "SELECT id, redis_key FROM cache_purges WHERE next_attempt_at <= now() "
+            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            [limit],
+        )
+        if not rows:
+            return 0, 0
+        ids = [row[0] for row in rows]
+        try:
+            redis.delete(*sorted({row[1] for row in rows}))
+        except Exception as error:
+            log.warning("redis still unavailable for %d pending purges: %s", len(ids), error)
+            tx.execute(
+                "UPDATE cache_purges SET attempts = attempts + 1, next_attempt_at = now() + "
+                "make_interval(secs => least(%s, power(2, attempts + 1))) "
+                "WHERE id = ANY(%s::bigint[])",
+                [PURGE_MAX_BACKOFF_SECONDS, ids],
+            )
+            return 0, len(ids)
+        tx.execute("DELETE FROM cache_purges WHERE id = ANY(%s::bigint[])", [ids])
+    return len(ids), 0
 
 
 _MESSAGE_COLUMNS = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from services.db import ensure_database
+import pg8000.dbapi
+
+from services.db import ensure_database, parse_database_url
 
 
 def make_database_url(pg_socket: str, name: str) -> str:
@@ -26,6 +29,48 @@ def make_database_url(pg_socket: str, name: str) -> str:
 
 def unique_user(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def embedded_database_url(pgdata: Path, name: str) -> str:
+    """A URL for database ``name`` on the embedded server running on ``pgdata`` (one another
+    process started), read from its postmaster.pid."""
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    return make_database_url(f"{lines[4]}/.s.PGSQL.{lines[3]}", name)
+
+
+def kill_postmaster(pgdata: Path) -> float:
+    """SIGKILL the postmaster running on ``pgdata``; returns the moment, once it is dead."""
+    from services.embedded import postmaster_pid
+
+    pid = postmaster_pid(pgdata)
+    if pid is None:
+        raise RuntimeError(f"no postmaster runs on {pgdata}")
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    while postmaster_pid(pgdata) == pid:
+        if time.monotonic() - killed > 5:
+            raise RuntimeError("the postmaster outlived SIGKILL")
+        time.sleep(0.01)
+    return killed
+
+
+def database_accepts(url: str) -> bool:
+    """Whether the database at ``url`` accepts a connection now."""
+    try:
+        pg8000.dbapi.connect(**parse_database_url(url)).close()
+    except Exception:
+        return False
+    return True
+
+
+def wait_for_database(url: str, timeout: float = 60) -> float:
+    """Poll until the database at ``url`` accepts a connection; returns that moment."""
+    deadline = time.monotonic() + timeout
+    while not database_accepts(url):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the database did not come back")
+        time.sleep(0.02)
+    return time.monotonic()
 
 
 # ---- Redis ---------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from services.archive import LocalArchive, subject_hash, user_prefix
+from services.archive import GcsArchive, LocalArchive, subject_hash, user_prefix
+from services.errors import NotFound
 from services.outbox import drain
 from services.privacy import (
+    STEPS,
     erase_user,
     export_user,
     get_deletion_request,
@@ -18,6 +20,7 @@ from services.privacy import (
     request_deletion,
 )
 from services.threads import ChatMessage, ThreadStore
+from tests.fakes.gcs_server import FakeGcsServer
 from tests.processes import free_port, unique_user
 
 
@@ -81,8 +84,9 @@ def test_erase_removes_everything_and_records_only_that_it_happened(
 
     erasure = erase_user(pool, redis_client, archive, user)
 
-    assert erasure.complete and erasure.archive_objects == 1 and erasure.redis_keys == 1
-    assert erasure.rows["memories"] == 1 and erasure.rows[later_table] == 1
+    assert erasure.complete and erasure.pending == () and erasure.done_steps == list(STEPS)
+    assert erasure.counts["archive_objects"] == 1 and erasure.counts["redis_keys"] == 1
+    assert erasure.counts["rows.memories"] == 1 and erasure.counts[f"rows.{later_table}"] == 1
     assert all(count == 0 for count in rows_about(pool, user).values())
     assert archive.list(user_prefix(user)) == []
     assert not list(redis_client.scan_iter(match=threads._key(user, "*")))
@@ -129,15 +133,53 @@ def test_erasure_with_redis_down_stays_pending_until_retried(
     )
 
     erasure = erase_user(pool, dead_redis, archive, user)
-    assert not erasure.complete and "redis" in erasure.error
+    assert erasure.id == request.id  # the request filed first is the one carried out
+    assert not erasure.complete and erasure.pending == ("redis",)
+    assert erasure.done_steps == ["archive", "database"] and "redis" in erasure.last_error
     left = rows_about(pool, user)
     assert left.pop("deletion_requests") == 1  # the pending request still names the user
     assert all(count == 0 for count in left.values())
     pending = get_deletion_request(pool, request.id)
     assert pending.status == "pending" and pending.attempts == 1
+    assert list(redis_client.scan_iter(match=threads._key(user, "*")))  # still there
 
+    # The retry loop waits for the backoff; the retention job takes it at once.
+    assert process_deletion_requests(
+        pool, redis_client, archive, deadline=float("inf"), due_only=True
+    ) == (0, 0)
     done, failed = process_deletion_requests(pool, redis_client, archive, deadline=float("inf"))
     assert (done, failed) == (1, 0)
     finished = get_deletion_request(pool, request.id)
-    assert finished.status == "done" and finished.counts["redis_keys"] == 1
+    assert finished.status == "done" and finished.pending == () and finished.attempts == 2
+    assert finished.counts["redis_keys"] == 1 and finished.counts["rows.memories"] == 1
     assert not list(redis_client.scan_iter(match=threads._key(user, "*")))
+
+
+def test_what_the_archive_cannot_reach_now_stays_pending_until_a_retry(
+    store, pool, threads, later_table, monkeypatch
+):
+    with FakeGcsServer() as gcs:  # the real client against Cloud Storage's wire protocol
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
+        archive = GcsArchive("erasure-test", retry_seconds=0.5)
+        user = unique_user()
+        seed(store, threads, archive, pool, later_table, user)
+        gcs.fail_next(1000, 503, method="GET")  # listing the user's objects fails
+
+        erasure = erase_user(pool, threads.redis, archive, user)
+        assert erasure.pending == ("archive",) and erasure.status == "pending"
+        assert erasure.done_steps == ["database", "redis"]
+        assert rows_about(pool, user)["memories"] == 0  # what could be reached is gone
+
+        gcs.heal()
+        assert archive.list(user_prefix(user))  # the objects wait for the retry
+        again = erase_user(pool, threads.redis, archive, user)  # or the retry loop
+        assert again.id == erasure.id and again.complete and again.attempts == 2
+        assert archive.list(user_prefix(user)) == []
+
+
+def test_a_request_is_visible_only_to_its_subject(pool, threads, archive):
+    user, other = unique_user(), unique_user()
+    erasure = erase_user(pool, threads.redis, archive, user)
+    assert get_deletion_request(pool, erasure.id, user).complete
+    with pytest.raises(NotFound):
+        get_deletion_request(pool, erasure.id, other)

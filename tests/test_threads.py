@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.errors import InvalidInput, NotFound
-from services.threads import ChatMessage, RedisGuard, ThreadStore
+from services.threads import ChatMessage, RedisGuard, ThreadStore, retry_cache_purges
 from tests.processes import unique_user
 
 
@@ -131,3 +131,32 @@ def test_bad_messages_are_refused_before_anything_is_written(threads, thread_id,
         threads.append(user, thread_id, messages)
     assert raised.value.field == field
     assert threads.list(user) == []
+
+
+def test_a_thread_deleted_while_redis_is_down_leaves_no_copy_once_it_is_back(
+    pool, redis_client, redis_server
+):
+    user = unique_user()
+    threads = ThreadStore(pool, redis_client, guard=RedisGuard(cooldown=0))
+    thread_id, _ = threads.append(user, None, turn(0))
+    threads.load(user, thread_id)
+    key = threads._key(user, thread_id)
+    assert redis_client.exists(key)
+    redis_server.stop()
+    try:
+        assert threads.delete(user, thread_id) is False  # gone from PostgreSQL, copy pending
+        assert retry_cache_purges(pool, redis_client) == (0, 1)  # still down: backed off
+    finally:
+        redis_server.start()
+    # A restarted redis-server has lost the copy anyway; put one back to prove the purge.
+    redis_client.rpush(key, "left over from before the outage")
+    with pool.transaction() as tx:  # the backoff has not passed yet: make it due now
+        tx.execute("UPDATE cache_purges SET next_attempt_at = now() WHERE redis_key = %s", [key])
+    assert retry_cache_purges(pool, redis_client) == (1, 0)
+    assert not redis_client.exists(key)
+    with pool.transaction() as tx:
+        assert tx.value("SELECT count(*) FROM cache_purges WHERE redis_key = %s", [key]) == 0
+    second, _ = threads.append(user, None, turn(0))
+    assert threads.delete(user, second) is True  # Redis up: done at once, nothing remembered
+    with pool.transaction() as tx:
+        assert tx.value("SELECT count(*) FROM cache_purges WHERE user_id = %s", [user]) == 0

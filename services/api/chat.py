@@ -10,6 +10,7 @@ every chat endpoint, so what the model said and wrote is whole, and a retry with
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -49,8 +50,10 @@ def chat():
         if replay is not None:
             return _respond(replay, stream)
     try:
-        events = rt.agent.run_turn(
-            user_id, data.get("thread_id"), data["message"], request_id=request_id()
+        events = started(
+            rt.agent.run_turn(
+                user_id, data.get("thread_id"), data["message"], request_id=request_id()
+            )
         )
     except BaseException:
         if key is not None:
@@ -96,6 +99,13 @@ def sse_response(frames: Iterable[str]) -> Response:
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # no proxy buffering of the stream
     return response
+
+
+def started(events: Iterator[TurnEvent]) -> Iterator[TurnEvent]:
+    """The turn with its first event already made: the thread load and the retrieval run
+    before any response starts, so a database outage is a 503, never a 200 stream."""
+    first = next(events)
+    return itertools.chain([first], events)
 
 
 def observed(events: Iterator[TurnEvent]) -> Iterator[TurnEvent]:

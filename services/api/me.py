@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from flask import Blueprint
 
 from services.api.common import body, caller, query_int, runtime
-from services.privacy import erase_user, export_user
+from services.privacy import DeletionRequest, erase_user, export_user, get_deletion_request
 from services.retention import default_policy, get_policy, set_policy
 from services.usage import build_report
 
@@ -45,9 +46,33 @@ def export():
 
 @bp.delete("/v1/me")
 def erase():
+    """200 when everything is erased; 202 while some step is pending (Redis or the archive
+    unreachable): it is retried in the background until done, and GET on the request
+    (the Location header) shows how far it got."""
     rt = runtime()
-    erasure = erase_user(rt.pool, rt.redis, rt.archive, caller().user_id)
-    return {"erased": erasure.complete, "counts": erasure.counts()}
+    request = erase_user(rt.pool, rt.redis, rt.archive, caller().user_id)
+    if request.complete:
+        return erasure_json(request)
+    return erasure_json(request), 202, {"Location": f"/v1/me/erasure/{request.id}"}
+
+
+@bp.get("/v1/me/erasure/<request_id>")
+def erasure_state(request_id: str):
+    return erasure_json(get_deletion_request(runtime().pool, request_id, caller().user_id))
+
+
+def erasure_json(request: DeletionRequest) -> dict[str, Any]:
+    return {
+        "request_id": request.id,
+        "status": request.status,
+        "erased": request.complete,
+        "complete": request.done_steps,
+        "pending": list(request.pending),
+        "requested_at": request.requested_at.isoformat(),
+        "completed_at": request.completed_at.isoformat() if request.completed_at else None,
+        "attempts": request.attempts,
+        "counts": request.counts,
+    }
 
 
 @bp.get("/v1/me/retention")

@@ -482,6 +482,32 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
     "Object": {"type": "object"},
+    "Erasure": {
+        "description": "An erasure request: which steps are done and which are still "
+        "pending (retried in the background until done)",
+        "type": "object",
+        "required": ["request_id", "status", "erased", "complete", "pending", "counts"],
+        "properties": {
+            "request_id": {"type": "string", "format": "uuid"},
+            "status": {"enum": ["pending", "done"]},
+            "erased": {"type": "boolean"},
+            "complete": {"type": "array", "items": {"enum": ["archive", "database", "redis"]}},
+            "pending": {"type": "array", "items": {"enum": ["archive", "database", "redis"]}},
+            "requested_at": TIME,
+            "completed_at": NULLABLE_TIME,
+            "attempts": {"type": "integer"},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        },
+    },
+    "PendingDeletion": {
+        "type": "object",
+        "required": ["status", "pending"],
+        "properties": {
+            "thread_id": {"type": "string"},
+            "status": {"const": "pending"},
+            "pending": {"type": "array", "items": {"const": "redis"}},
+        },
+    },
 }
 
 ERRORS = {
@@ -493,7 +519,8 @@ ERRORS = {
     "413": "Body too large",
     "429": "Rate limited; see Retry-After",
     "502": "The language model's answer broke off (the partial turn is stored)",
-    "503": "A dependency is unavailable; see Retry-After",
+    "503": "A dependency is unavailable (code names it, e.g. database_unavailable); "
+    "retry after Retry-After seconds",
 }
 
 
@@ -533,6 +560,11 @@ def _op(
             "description": ERRORS[code],
             "content": {"application/json": {"schema": _ref("Error")}},
         }
+    if not public:  # anything behind a credential reads the database (the key, at least)
+        responses["503"] = {
+            "description": ERRORS["503"],
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if body:
         operation["requestBody"] = {
@@ -543,6 +575,15 @@ def _op(
         operation["parameters"] = params
     if public:
         operation["security"] = []
+    return operation
+
+
+def _accepted(operation: dict[str, Any], description: str, schema: str) -> dict[str, Any]:
+    """``operation`` may also answer 202 Accepted: done in part, the rest under way."""
+    operation["responses"]["202"] = {
+        "description": description,
+        "content": {"application/json": {"schema": _ref(schema)}},
+    }
     return operation
 
 
@@ -723,12 +764,16 @@ PATHS: dict[str, dict[str, Any]] = {
             params=[THREAD_ID, LIMIT],
             errors=("400", "401", "404", "429"),
         ),
-        "delete": _op(
-            "Delete a thread",
-            None,
-            status="204",
-            params=[THREAD_ID],
-            errors=("400", "401", "404", "429"),
+        "delete": _accepted(
+            _op(
+                "Delete a thread",
+                None,
+                status="204",
+                params=[THREAD_ID],
+                errors=("400", "401", "404", "429"),
+            ),
+            "Deleted; only its Redis copy is left, deleted as soon as Redis is back",
+            "PendingDeletion",
         ),
     },
     "/v1/usage": {
@@ -740,8 +785,23 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/me/export": {"get": _op("Everything held about the caller", "Object")},
     "/v1/me": {
-        "delete": _op(
-            "Erase everything held about the caller (idempotent)", "Object", errors=("401", "429")
+        "delete": _accepted(
+            _op(
+                "Erase everything held about the caller (idempotent); 200 when done",
+                "Erasure",
+                errors=("401", "429"),
+            ),
+            "Filed and partly done: the pending steps are retried until done; GET the "
+            "request (Location) to follow it",
+            "Erasure",
+        )
+    },
+    "/v1/me/erasure/{request_id}": {
+        "get": _op(
+            "The state of one of the caller's erasure requests",
+            "Erasure",
+            params=[_path("request_id", {"type": "string", "format": "uuid"})],
+            errors=("400", "401", "404", "429"),
         )
     },
     "/v1/me/retention": {

@@ -34,5 +34,8 @@ def read_thread(thread_id: str):
 
 @bp.delete("/v1/threads/<thread_id>")
 def delete_thread(thread_id: str):
-    runtime().threads.delete(caller().user_id, thread_id)
-    return "", 204
+    """204 when gone everywhere; 202 when only its Redis copy is left, which is deleted
+    in the background as soon as Redis is back (the thread itself is already gone)."""
+    if runtime().threads.delete(caller().user_id, thread_id):
+        return "", 204
+    return {"thread_id": thread_id, "status": "pending", "pending": ["redis"]}, 202
