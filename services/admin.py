@@ -6,11 +6,11 @@
     python -m services.admin keys list [--user alice]
     python -m services.admin keys revoke <key id>
 
-`create` prints the secret of a new key once; only its hash is stored. Where the database
+"create" prints the secret of a new key once; only its hash is stored. Where the database
 is out of reach and whatever a command prints is logged (Cloud SQL on a private IP, reached
-by a Cloud Run job), split it in two: `generate` makes a key on your own machine without
-touching any database and prints it with its hash; `add-hash` stores the hash, so the
-secret never leaves your machine. Inside a Cloud Run job, `create` and `generate` refuse to
+by a Cloud Run job), split it in two: "generate" makes a key on your own machine without
+touching any database and prints it with its hash; "add-hash" stores the hash, so the
+secret never leaves your machine. Inside a Cloud Run job, "create" and "generate" refuse to
 run, because their output would put the secret into Cloud Logging.
 
 Examples:
@@ -124,9 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("user_id")
     _key_options(create)
     keys.add_parser("generate", help="print a new key and its hash; touches no database")
-    add = keys.add_parser("add-hash", help="store a key from the hash `keys generate` printed")
+    add = keys.add_parser("add-hash", help="store a key from the hash that keys generate printed")
     add.add_argument("user_id")
-    add.add_argument("hash", help="<key id>:<sha256>, as printed by `keys generate`")
+    add.add_argument("hash", help="<key id>:<sha256>, as printed by keys generate")
     _key_options(add)
     listing = keys.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--user")

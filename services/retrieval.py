@@ -145,6 +145,7 @@ class RetrievalConfig:
     speaker_scope_weight: float = 1.0  # a third ranking: vectors over that person's only
     reply_weight: float = 0.3  # share of a matching question's score its answer inherits
     question_factor: float = 0.6  # score multiplier for memories that are questions
+    neighbour_weight: float = 0.0  # share of the better neighbour's score a turn inherits
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,19 @@ def rerank(
                 continue
             if is_question(by_id[asked].memory.content):
                 final[memory_id] += config.reply_weight * base[asked]
+    if config.neighbour_weight:
+        slots = {_slot(c): memory_id for memory_id, c in by_id.items() if _slot(c)}
+        for memory_id, c in by_id.items():
+            slot = _slot(c)
+            if slot is None:
+                continue
+            around = [
+                base[slots[key]]
+                for key in ((slot[0], slot[1] - 1), (slot[0], slot[1] + 1))
+                if key in slots
+            ]
+            if around:
+                final[memory_id] += config.neighbour_weight * max(around)
     if config.question_factor != 1.0:
         for memory_id, c in by_id.items():
             if is_question(c.memory.content):

@@ -52,11 +52,12 @@ def search_memories():
         kind=kind,
     )
     rt = runtime()
+    min_score = query_number("min_score", 0.0, 0.0, 1.0)
     if mode is None:  # the retrieval pipeline: what the agent sees
-        min_score = query_number("min_score", 0.0, 0.0, 1.0)
         hits = retrieve(rt.memories, caller().user_id, query, min_score=min_score, **arguments).hits
     elif mode in ("hybrid", "vector", "lexical"):  # one raw store ranking
         hits = rt.memories.search(caller().user_id, query, mode=mode, **arguments)  # type: ignore[arg-type]
+        hits = [hit for hit in hits if hit.score >= min_score]
     else:
         raise InvalidInput("mode must be hybrid, vector or lexical (or absent)", "mode")
     return {
