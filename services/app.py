@@ -14,7 +14,7 @@ import uuid
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from services.api import chat, me, memories, threads
+from services.api import chat, edge, me, memories, threads
 from services.api.openapi import document
 from services.auth import ACT_AS_HEADER, ApiKeyStore, Authenticator, make_id_token_verifier
 from services.config import Settings
@@ -83,6 +83,8 @@ def create_app(
             raise RateLimited(
                 f"rate limit exceeded; retry in {decision.retry_after:.1f}s", decision.retry_after
             )
+        # Before any handler, so bad JSON never reaches one and a stream never starts on it.
+        edge.parse_request(request)
 
     @app.after_request
     def count_and_log(response: Response) -> Response:
