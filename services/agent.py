@@ -140,6 +140,8 @@ class AgentConfig:
     max_steps: int = 5
     history_messages: int = 20
     max_tokens: int = 1024
+    # Seconds from the start of a turn by which a model must have started each answer.
+    turn_deadline_seconds: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AgentConfig:
@@ -149,6 +151,7 @@ class AgentConfig:
             max_steps=settings.agent_max_steps,
             history_messages=settings.agent_history_messages,
             max_tokens=settings.llm_max_tokens,
+            turn_deadline_seconds=settings.llm_turn_deadline_seconds,
         )
 
 
@@ -473,6 +476,7 @@ class Agent:
                 tools=TOOLS,
                 max_tokens=self.config.max_tokens,
                 memories=memories_text,
+                time_left=self._time_left(state),
             )
             calls: list[ToolCall] = []
             done: Done | None = None
@@ -754,6 +758,11 @@ class Agent:
             total_ms=round(self._ms_since(state.started), 3),
             overhead_ms=round(overhead, 3),
         )
+
+    def _time_left(self, state: _TurnState) -> float | None:
+        """Seconds left of the turn's deadline for the next model call (None: none)."""
+        deadline = self.config.turn_deadline_seconds
+        return None if deadline is None else deadline - (self.timer() - state.started)
 
     def _ms_since(self, started: float) -> float:
         return (self.timer() - started) * 1000

@@ -8,6 +8,7 @@ JSON ``{"error": {"code", "message", "field"?}}``; every response is counted and
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
@@ -65,7 +66,7 @@ def create_app(
     @app.before_request
     def authenticate_and_limit() -> None:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+        g.request_id = _request_id(request.headers.get("X-Request-Id", ""))
         request.environ["REQUEST_ID"] = g.request_id
         if request.endpoint in PUBLIC_ENDPOINTS:
             return
@@ -163,6 +164,15 @@ def create_app(
         return _error(500, "internal", "internal error; the request id is in X-Request-Id")
 
     return app
+
+
+_REQUEST_ID = re.compile(r"[!-~]{1,64}")
+
+
+def _request_id(sent: str) -> str:
+    """The client's request id if it is 1-64 visible ASCII characters, else a new one: it
+    is echoed in a header and stored with each change, where controls and NUL cannot go."""
+    return sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> Response:

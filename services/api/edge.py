@@ -22,9 +22,9 @@ from services.errors import InvalidInput
 
 MAX_JSON_DEPTH = 32
 
-# A JSON string (optionally a key, when a colon follows) or a bracket. The string pattern is
-# the unrolled form, linear even in a megabyte string.
-_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?|[\[\]{}]', re.S)
+# A JSON string (a key when a colon follows), a quote that opens no whole string, or a
+# bracket. The string pattern is the unrolled form: linear even in a megabyte string.
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?|"|[\[\]{}]', re.S)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _RULE_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 _MISSING = object()
@@ -117,6 +117,10 @@ def _too_deep(text: str) -> str | None:
                     return ""
         elif token == "]" or token == "}":
             depth -= 1
+        elif token == '"':
+            # An unterminated string: the JSON is invalid from here on and the parser stops
+            # there too. Scanning on would retry the string at every later quote: quadratic.
+            return None
         elif depth == 1 and match.group(1):
             top_key = token[: match.start(1) - match.start()]
     return None
