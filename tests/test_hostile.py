@@ -107,6 +107,94 @@ def assert_no_5xx_and_json_errors(status: int, content_type: str, body: bytes, w
         assert isinstance(error["code"], str) and isinstance(error["message"], str), what
 
 
+# ---- the edge, route by route --------------------------------------------------------------
+
+SURROGATE_CASES = [
+    ("post", "/v1/memories", b'{"content": "a\\ud800b"}', "content"),
+    ("post", "/v1/memories", b'{"content": "x", "key": "\\udfff"}', "key"),
+    ("post", "/v1/memories", b'{"content": "x", "namespace": "\\ud800"}', "namespace"),
+    ("post", "/v1/memories", b'{"content": "x", "metadata": {"k": "\\ud800"}}', "metadata.k"),
+    ("patch", "/v1/memories/{memory_id}", b'{"content": "\\ud800"}', "content"),
+    ("post", "/v1/chat", b'{"message": "a\\ud800b"}', "message"),
+    ("post", "/v1/chat", b'{"message": "a\\ud800b", "stream": true}', "message"),
+    (
+        "post",
+        "/v1/chat/completions",
+        b'{"messages": [{"role": "user", "content": "\\ud800"}], "stream": true}',
+        "messages.0.content",
+    ),
+    ("put", "/v1/me/retention", b'{"max_count": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+     "max_count"),
+    ("post", "/v1/memories", b'{"content": "x", "metadata": ' + b"[" * 100_000 + b"]" * 100_000
+     + b"}", "metadata"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "raw", "field"), SURROGATE_CASES)
+def test_bad_json_is_refused_before_the_handler_naming_the_field(
+    client, caller, llm, method, path, raw, field
+):
+    secret, ids = caller(Operation(method.upper(), path))
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    before = len(llm.requests)
+    memories = client.get("/v1/memories", headers=headers).get_json()["items"]
+    response = client.open(path.format(**ids), method=method.upper(), headers=headers, data=raw)
+    assert response.status_code == 400
+    assert response.content_type.startswith("application/json")  # never an event stream
+    error = response.get_json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_input", field)
+    assert len(llm.requests) == before  # no turn ran
+    assert client.get("/v1/memories", headers=headers).get_json()["items"] == memories
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ('{"tag": "\\ud800"}', "filter.tag"),
+        ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", "filter.a"),
+        ("{not json", "filter"),
+        ("[1]", "filter"),
+    ],
+)
+def test_a_bad_search_filter_is_refused_naming_it(client, caller, query, field):
+    secret, _ = caller(Operation("GET", "/v1/memories/search"))
+    response = client.get(
+        "/v1/memories/search",
+        query_string={"q": "tea", "filter": query},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+
+
+def test_a_valid_filter_and_body_still_work(client, caller):
+    secret, _ = caller(Operation("GET", "/v1/memories/search"))
+    headers = {"Authorization": f"Bearer {secret}"}
+    made = client.post(
+        "/v1/memories",
+        json={"content": "drinks green tea \U0001f375", "metadata": {"tag": "drink"}},
+        headers=headers,
+    )
+    assert made.status_code == 201
+    found = client.get(
+        "/v1/memories/search",
+        query_string={"q": "tea", "filter": '{"tag": "drink"}', "mode": "lexical"},
+        headers=headers,
+    )
+    assert [hit["memory"]["id"] for hit in found.get_json()["items"]] == [made.get_json()["id"]]
+
+
+def test_a_body_over_the_limit_is_a_json_413(client, caller):
+    secret, _ = caller(Operation("POST", "/v1/memories"))
+    response = client.post(
+        "/v1/memories",
+        data=b'{"content": "' + b"x" * 1_100_000 + b'"}',
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
 # ---- schemathesis ---------------------------------------------------------------------------
 
 
@@ -199,3 +287,32 @@ def test_hostile_strings_in_every_slot_get_no_5xx_and_json_errors(operation, cli
         )
 
     check()
+
+
+# The values that broke the service before, in every slot of every operation: what random
+# examples may miss, this does not.
+WORST = (
+    Value("a\ud800b"),
+    Value("x" * 100_000 + "\x00"),
+    Value(deep(100_000), raw_json=True),
+    Value("NaN", raw_json=True),
+)
+
+
+@pytest.mark.parametrize("operation", operations(), ids=lambda op: op.label)
+def test_the_worst_values_in_every_slot_get_no_5xx_and_json_errors(operation, client, caller):
+    secret, ids = caller(operation)
+    for slot in operation.slots():
+        for value in WORST:
+            if value.raw_json and not (slot.startswith("body:") or slot == "query:filter"):
+                continue
+            request = encode(operation, slot, value, secret=secret, ids=ids)
+            response = client.open(
+                request.target, method=request.method, headers=request.headers, data=request.body
+            )
+            assert_no_5xx_and_json_errors(
+                response.status_code,
+                response.headers.get("Content-Type", ""),
+                response.get_data(),
+                f"{operation.label} {slot}={value.text[:40]!r}",
+            )

@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from flask import Request, g
+from werkzeug.exceptions import HTTPException
 
 from services.api.openapi import PATHS
 from services.errors import InvalidInput
@@ -36,7 +37,7 @@ def parse_request(request: Request) -> None:
     A body that is not sent as JSON is left alone: a handler that needs one says so."""
     g.edge_body = _MISSING
     if request.is_json:
-        raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH
+        raw = read_body(request)
         if raw:
             g.edge_body = parse_json(raw, None)
     g.edge_query = {}
@@ -45,6 +46,22 @@ def parse_request(request: Request) -> None:
         raw = request.args.get(name)
         if raw is not None:
             g.edge_query[name] = parse_json(raw, name)
+
+
+def read_body(request: Request) -> bytes:
+    """The whole body; 413 past MAX_CONTENT_LENGTH (with or without Content-Length), 400
+    when the body cannot be read (a malformed chunk)."""
+    try:
+        raw = request.get_data(cache=True)
+        limit = request.max_content_length
+        if request.content_length is None and limit is not None and len(raw) >= limit:
+            # A chunked body is cut at the limit without complaint; reading on raises 413.
+            request.stream.read(1)
+    except HTTPException:
+        raise
+    except Exception as error:  # the server's body reader refused what the client sent
+        raise InvalidInput(f"the request body could not be read: {error}", "body") from None
+    return raw
 
 
 def body() -> Any:
