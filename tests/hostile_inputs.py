@@ -275,10 +275,15 @@ def _place(schema: str, name: str, text: str) -> str:
     return json.dumps(valid)[:-1] + (", " if valid else "") + f'"{top}": {inner}}}'
 
 
+def takes_json(slot: str) -> bool:
+    """Whether JSON text goes in the slot (a body part, or the search filter)."""
+    return slot.startswith("body:") or slot == "query:filter"
+
+
 def values_for(slot: str) -> list[Value]:
     """The fixed hostile values for a slot: JSON texts too where JSON goes."""
     strings = [Value(s) for s in HOSTILE_STRINGS]
-    if slot.startswith("body:") or slot == "query:filter":
+    if takes_json(slot):
         return strings + [Value(text, raw_json=True) for text in HOSTILE_JSON]
     return strings
 
