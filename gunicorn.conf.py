@@ -6,7 +6,9 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 # Every open streaming response holds a thread; size threads to Cloud Run's concurrency.
 threads = int(os.environ.get("GUNICORN_THREADS", "80"))
-worker_class = "gthread"
+# gthread, with the errors gunicorn answers itself (bad request line, oversized or invalid
+# headers) sent as the app's JSON error body rather than an HTML page.
+worker_class = "services.gunicorn_worker.JsonErrorWorker"
 # Cloud Run owns the request timeout; gunicorn must not kill long streams.
 timeout = 0
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "25"))

@@ -150,6 +150,8 @@ class AgentConfig:
     max_tokens: int = 1024
     episodes: bool = True  # keep each turn as two searchable episodes
     episode_ttl_days: int = 0  # 0: kept until the retention policy removes them
+    # Seconds from the start of a turn by which a model must have started each answer.
+    turn_deadline_seconds: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AgentConfig:
@@ -161,6 +163,7 @@ class AgentConfig:
             max_tokens=settings.llm_max_tokens,
             episodes=settings.agent_episodes,
             episode_ttl_days=settings.episode_ttl_days,
+            turn_deadline_seconds=settings.llm_turn_deadline_seconds,
         )
 
 
@@ -496,6 +499,7 @@ class Agent:
                 tools=TOOLS,
                 max_tokens=self.config.max_tokens,
                 memories=memories_text,
+                time_left=self._time_left(state),
             )
             calls: list[ToolCall] = []
             done: Done | None = None
@@ -810,6 +814,11 @@ class Agent:
             total_ms=round(self._ms_since(state.started), 3),
             overhead_ms=round(overhead, 3),
         )
+
+    def _time_left(self, state: _TurnState) -> float | None:
+        """Seconds left of the turn's deadline for the next model call (None: none)."""
+        deadline = self.config.turn_deadline_seconds
+        return None if deadline is None else deadline - (self.timer() - state.started)
 
     def _ms_since(self, started: float) -> float:
         return (self.timer() - started) * 1000

@@ -9,13 +9,14 @@ OpenAI-compatible routes); every response is counted and logged.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from services.api import chat, completions, docs, me, memories, threads
+from services.api import chat, completions, docs, edge, me, memories, threads
 from services.api.openapi import document
 from services.auth import ACT_AS_HEADER, ApiKeyStore, Authenticator, make_id_token_verifier
 from services.config import Settings
@@ -66,7 +67,7 @@ def create_app(
     @app.before_request
     def authenticate_and_limit() -> None:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+        g.request_id = _request_id(request.headers.get("X-Request-Id", ""))
         request.environ["REQUEST_ID"] = g.request_id
         if request.endpoint in PUBLIC_ENDPOINTS:
             return
@@ -84,6 +85,8 @@ def create_app(
             raise RateLimited(
                 f"rate limit exceeded; retry in {decision.retry_after:.1f}s", decision.retry_after
             )
+        # Before any handler, so bad JSON never reaches one and a stream never starts on it.
+        edge.parse_request(request)
 
     @app.after_request
     def count_and_log(response: Response) -> Response:
@@ -171,6 +174,15 @@ def create_app(
         return _error(500, "internal", "internal error; the request id is in X-Request-Id")
 
     return app
+
+
+_REQUEST_ID = re.compile(r"[!-~]{1,64}")
+
+
+def _request_id(sent: str) -> str:
+    """The client's request id if it is 1-64 visible ASCII characters, else a new one: it
+    is echoed in a header and stored with each change, where controls and NUL cannot go."""
+    return sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> Response:

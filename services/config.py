@@ -89,6 +89,7 @@ class Settings:
     llm_timeout_seconds: float = 60.0
     llm_connect_timeout_seconds: float = 5.0
     llm_max_retries: int = 2
+    llm_turn_deadline_seconds: float = 30.0
     llm_retry_base_seconds: float = 0.5
     llm_breaker_failures: int = 5
     llm_breaker_open_seconds: float = 30.0
@@ -189,6 +190,7 @@ class Settings:
         for name in (
             "llm_timeout_seconds",
             "llm_connect_timeout_seconds",
+            "llm_turn_deadline_seconds",
             "llm_breaker_failures",
             "llm_max_tokens",
             "agent_top_k",

@@ -52,6 +52,9 @@ from services.memories import (
 
 log = logging.getLogger(__name__)
 
+# A query's meaning is in its first sentences; embedding all 4,000 characters a query may
+# have costs the local model seconds (it embeds 512-token windows) and holds its lock.
+MAX_EMBEDDED_QUERY_CHARS = 1000
 # Speakers that are roles in the agent's own conversations, not names a query would use.
 ROLE_SPEAKERS = frozenset({"user", "assistant"})
 
@@ -195,7 +198,7 @@ def retrieve(
     started = timer()
     vector = None
     try:
-        vector = store.embedder.embed_query(vector_text)
+        vector = store.embedder.embed_query(vector_text[:MAX_EMBEDDED_QUERY_CHARS])
     except EmbeddingError as exc:
         log.warning("query embedding failed (%s); searching by words only", exc)
     embedding_ms = (timer() - started) * 1000

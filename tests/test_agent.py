@@ -268,6 +268,31 @@ def test_both_down_gives_the_offline_answer_from_memories(fake, build, store):
     assert result.final.cost_usd == 0 and not result.errors
 
 
+@pytest.mark.timeout(30)
+def test_a_hung_provider_gets_the_offline_answer_within_the_turn_deadline(
+    fake, store, threads, usage, embedder
+):
+    """60 s timeouts and two retries per provider would keep the user waiting minutes; the
+    turn's 2 s deadline cuts every attempt's timeout to the time left."""
+    embedder.embed_query("warm up")  # loading the model is no part of the figure
+    hung = Failure(503, "hung", delay_s=30)
+    fake.fail_always("anthropic", hung)
+    fake.fail_always("openai", hung)
+    router = Router(
+        providers(fake, timeout=60.0),
+        retry=RetryPolicy(max_retries=2, base_delay=0.01),
+        fallback=OfflineProvider(),
+    )  # the real clock and sleep
+    agent = make_agent(store, threads, usage, router, turn_deadline_seconds=2.0)
+    started = time.monotonic()
+    result = agent.respond(unique_user(), None, "What do I like to drink?")
+    elapsed = time.monotonic() - started
+    assert result.final.offline
+    assert result.text.startswith("The language model did not answer in time")
+    assert 1.5 < elapsed < 3.5  # it waited for the model, and no longer than the deadline
+    assert fake.requests_for("anthropic")  # the hung provider was tried
+
+
 def test_no_provider_configured_says_so(store, threads, usage):
     agent = make_agent(store, threads, usage, Router([], fallback=OfflineProvider()))
     result = agent.respond(unique_user(), None, "hello")

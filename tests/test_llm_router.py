@@ -4,6 +4,7 @@ routing, offline fallback, and its construction from Settings."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -76,6 +77,43 @@ def test_long_retry_after_fails_over_instead_of_waiting(fake):
     fake.script("openai", Reply(text="openai"))
     out = collect(make_router(fake).stream(request()))
     assert out.text == "openai" and len(fake.requests_for("anthropic")) == 1
+
+
+def test_the_deadline_bounds_retries_backoff_and_failover(fake):
+    clock, sleeps = Clock(), []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    fake.script("anthropic", Failure.rate_limited(retry_after=3), Failure.rate_limited(10))
+    fake.fail_always("openai", Failure.rate_limited(retry_after=10))
+    router = Router(
+        [
+            AnthropicProvider("k", base_url=fake.anthropic_base_url),
+            OpenAIProvider("k", base_url=fake.openai_base_url),
+        ],
+        retry=RetryPolicy(max_retries=2),
+        sleep=sleep,
+        clock=clock,
+        fallback=OfflineProvider(),
+        deadline=5.0,
+    )
+    out = collect(router.stream(request()))
+    # One 3 s backoff fits in the 5 s deadline; waiting 10 s more does not: fail over,
+    # and past the deadline, answer offline without waiting.
+    assert sleeps == [3]
+    assert len(fake.requests_for("anthropic")) == 2 and len(fake.requests_for("openai")) == 1
+    assert out.done.provider == "offline"
+    assert out.text.startswith("The language model did not answer in time")
+
+
+def test_a_request_time_left_wins_over_the_router_deadline(fake):
+    fake.fail_always("anthropic", Failure(503, "down"))
+    fake.fail_always("openai", Failure(503, "down"))
+    router = make_router(fake, deadline=60.0)
+    out = collect(router.stream(replace(request(), time_left=0.0)))
+    assert out.done.provider == "offline" and not fake.requests  # no time: not even one try
 
 
 def test_no_retry_once_output_started(fake):

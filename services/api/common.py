@@ -3,13 +3,13 @@ the JSON form of the store's records."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from flask import current_app, g, request
 
+from services.api import edge
 from services.api.openapi import validate_body
 from services.auth import Principal
 from services.errors import InvalidInput
@@ -27,13 +27,11 @@ def caller() -> Principal:
 
 
 def body(schema: str) -> dict[str, Any]:
-    """The JSON body, checked against the named OpenAPI schema."""
+    """The JSON body (parsed and checked by the edge), checked against the named OpenAPI
+    schema."""
     if not request.is_json:
         raise InvalidInput("send a JSON body with Content-Type: application/json", "body")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise InvalidInput("the request body is not valid JSON", "body")
-    return validate_body(schema, data)
+    return validate_body(schema, edge.body())
 
 
 def query_int(name: str, default: int, low: int, high: int) -> int:
@@ -70,13 +68,10 @@ def query_text(name: str, default: str | None = None, max_chars: int = 4000) -> 
 
 
 def query_json_object(name: str) -> dict[str, Any] | None:
-    raw = request.args.get(name)
-    if raw is None:
+    """A JSON query parameter the edge parsed (the OpenAPI document declares it JSON)."""
+    if request.args.get(name) is None:
         return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a JSON object", name) from None
+    value = edge.query(name)
     if not isinstance(value, dict):
         raise InvalidInput(f"{name} must be a JSON object", name)
     return value

@@ -15,10 +15,13 @@ from services.api.docs import ASSETS as DOCS_ASSETS
 from services.errors import InvalidInput
 
 # The patterns say what the store enforces: no NUL in text, no control characters in ids,
-# and something other than whitespace in whatever must not be empty.
-NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+# and something other than whitespace in whatever must not be empty. Only whitespace may
+# come before the first other character, so a match is linear in the length: with
+# "anything, then a non-space" a 32,000-character value ending in NUL backtracked for
+# seconds (and a megabyte one for hours) inside the schema check.
+NOT_BLANK = "^\\s*[^\\s\\u0000][^\\u0000]*$"
 NO_NUL = "^[^\\u0000]*$"
-ID_CHARS = "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"
+ID_CHARS = "^[^\\S\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"
 TEXT = {"type": "string", "minLength": 1, "maxLength": 4000, "pattern": NOT_BLANK}
 CONTEXT = {"type": "string", "maxLength": 4000, "pattern": NO_NUL}
 ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": ID_CHARS}

@@ -39,6 +39,7 @@ from .common import (
     ToolCallEvent,
     ToolSpec,
     Usage,
+    attempt_timeouts,
     error_for_status,
     parse_retry_after,
 )
@@ -82,6 +83,12 @@ class AnthropicProvider:
             timeout=anthropic.Timeout(timeout, connect=min(connect_timeout, timeout)),
             max_retries=0,
         )
+        self.timeout, self.connect_timeout = timeout, connect_timeout
+
+    def _timeout(self, request: ChatRequest) -> dict[str, Any]:
+        """``timeout=`` for one call: within the caller's deadline when it has one."""
+        cut = attempt_timeouts(self.timeout, self.connect_timeout, request.time_left)
+        return {} if cut is None else {"timeout": anthropic.Timeout(cut[0], connect=cut[1])}
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         return self.models.stream(PROVIDER, request, self._stream_model, self.log)
@@ -116,7 +123,7 @@ class AnthropicProvider:
     def _stream_model(self, request: ChatRequest, model: str) -> Iterator[StreamEvent]:
         params = self.build_params(request, model)
         try:
-            stream = self.client.messages.create(stream=True, **params)
+            stream = self.client.messages.create(stream=True, **params, **self._timeout(request))
         except Exception as exc:  # noqa: BLE001 - classified below
             raise map_error(exc, model) from exc
         usage = {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0}

@@ -93,7 +93,10 @@ class ChatRequest:
     memories), sent after it and never marked for caching. ``memories`` are the retrieved
     memories as plain text, for the offline provider (models see them through ``context``).
     ``model`` overrides the provider's model list (the router's cheap-model routing uses
-    it); ``None`` means the provider's first live model.
+    it); ``None`` means the provider's first live model. ``time_left`` is how many seconds
+    the caller still allows (the turn's deadline); a provider waits at most that long for
+    any read, and the router gives the offline answer rather than start past it. ``None``:
+    no deadline of the caller's own.
     """
 
     system: str
@@ -104,6 +107,7 @@ class ChatRequest:
     model: str | None = None
     context: str = ""
     memories: Sequence[str] = ()
+    time_left: float | None = None
 
     @property
     def full_system(self) -> str:
@@ -284,6 +288,17 @@ def error_for_status(
     if status in (400, 413, 422):
         return BadRequestError(message, **kw)
     return FatalProviderError(message, **kw)
+
+
+def attempt_timeouts(
+    read: float, connect: float, time_left: float | None
+) -> tuple[float, float] | None:
+    """(read, connect) seconds for one call: the configured ones, cut to the caller's time
+    left; None when the caller has no deadline (the client's own timeouts apply)."""
+    if time_left is None:
+        return None
+    read = max(0.001, min(read, time_left))
+    return read, min(connect, read)
 
 
 def parse_retry_after(

@@ -90,6 +90,7 @@ def build_router(
         ),
         cheap_models=cheap,
         fallback=OfflineProvider(),
+        deadline=settings.llm_turn_deadline_seconds,
     )
 
 

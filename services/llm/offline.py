@@ -1,10 +1,10 @@
 """The offline provider: answers without any language model, from the retrieved memories.
 
 Used when no provider is configured (no API key, no base URL) and as the router's last
-fallback when every configured provider failed. It says plainly that no language model
-is available, lists the memories retrieved for the message, calls no tools and costs
-nothing. Its ``Done`` event names provider and model ``offline`` so callers can label the
-response.
+fallback when every configured provider failed or none answered before the deadline. It
+says plainly that no language model is available, lists the memories retrieved for the
+message, calls no tools and costs nothing. Its ``Done`` event names provider and model
+``offline`` so callers can label the response.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 from .common import ChatRequest, Done, StreamEvent, TextDelta, Usage
 
 PROVIDER = "offline"
-Reason = Literal["not_configured", "unavailable"]
+Reason = Literal["not_configured", "unavailable", "timed_out"]
 
 _HEADLINES: dict[str, str] = {
     "not_configured": (
@@ -25,6 +25,10 @@ _HEADLINES: dict[str, str] = {
     "unavailable": (
         "No language model is available right now (every configured provider failed), so "
         "this is an automatic answer, not one from an AI model."
+    ),
+    "timed_out": (
+        "The language model did not answer in time, so this is an automatic answer, not one "
+        "from an AI model."
     ),
 }
 MAX_LISTED = 5
@@ -49,7 +53,7 @@ def offline_answer(request: ChatRequest, reason: Reason) -> str:
 
 class OfflineProvider:
     """A :class:`~services.llm.common.ChatProvider`-like fallback; ``reason`` picks the
-    wording (``not_configured`` or ``unavailable``)."""
+    wording (``not_configured``, ``unavailable`` or ``timed_out``)."""
 
     name = PROVIDER
 

@@ -32,6 +32,7 @@ from .common import (
     ToolCallEvent,
     ToolSpec,
     Usage,
+    attempt_timeouts,
     error_for_status,
     parse_retry_after,
 )
@@ -90,6 +91,12 @@ class OpenAIProvider:
             timeout=openai.Timeout(timeout, connect=min(connect_timeout, timeout)),
             max_retries=0,
         )
+        self.timeout, self.connect_timeout = timeout, connect_timeout
+
+    def _timeout(self, request: ChatRequest) -> dict[str, Any]:
+        """``timeout=`` for one call: within the caller's deadline when it has one."""
+        cut = attempt_timeouts(self.timeout, self.connect_timeout, request.time_left)
+        return {} if cut is None else {"timeout": openai.Timeout(cut[0], connect=cut[1])}
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         return self.models.stream(self.name, request, self._stream_model, self.log)
@@ -117,7 +124,7 @@ class OpenAIProvider:
     def _stream_model(self, request: ChatRequest, model: str) -> Iterator[StreamEvent]:
         params = self.build_params(request, model)
         try:
-            stream = self.client.chat.completions.create(**params)
+            stream = self.client.chat.completions.create(**params, **self._timeout(request))
         except Exception as exc:  # noqa: BLE001 - classified below
             raise map_error(exc, model, self.name) from exc
         usage = Usage()

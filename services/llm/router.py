@@ -1,7 +1,8 @@
 """The LLM router: tries providers in the configured order with retries (exponential
 backoff, full jitter, ``retry-after`` honoured) on retryable errors before the first token,
 a circuit breaker per provider, failover to the next provider, and optional routing of
-simple messages to a cheaper model. Sleep, randomness and the clock are injected.
+simple messages to a cheaper model, all within a deadline. Sleep, randomness and the clock
+are injected.
 
 Guarantees to the caller of :meth:`Router.stream`:
 
@@ -11,6 +12,10 @@ Guarantees to the caller of :meth:`Router.stream`:
 * If no provider is configured, or every provider fails (or is circuit-open) before
   yielding anything, the ``fallback`` provider (normally :class:`OfflineProvider`) answers;
   without a fallback :class:`NoProviderAvailable` is raised.
+* The whole sequence of attempts, backoffs and failovers ends by the deadline: the
+  request's ``time_left``, else the router's ``deadline`` seconds. Each attempt waits at most
+  the time left for any read, no backoff sleeps past it, and once it has passed the
+  fallback answers. A stream already under way is not cut by it.
 """
 
 from __future__ import annotations
@@ -166,8 +171,11 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
         fallback: OfflineProvider | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.providers = list(providers)
+        self.deadline = deadline
+        self.clock = clock
         self.fallback = fallback
         self.retry = retry
         self.cheap_models = dict(cheap_models or {})
@@ -195,7 +203,13 @@ class Router:
             yield from self.fallback.stream(request, "not_configured")
             return
         simple = bool(self.cheap_models) and request.model is None and self.simple_rule(request)
+        budget = request.time_left if request.time_left is not None else self.deadline
+        ends = None if budget is None else self.clock() + budget
+        timed_out = False
         for provider in self.providers:
+            if ends is not None and ends - self.clock() <= 0:
+                timed_out = True
+                break
             breaker = self.breakers[provider.name]
             if not breaker.allow():
                 self.log.warning("llm provider %s skipped: circuit open", provider.name)
@@ -207,6 +221,8 @@ class Router:
             while True:
                 started = False
                 parts: list[str] = []
+                if ends is not None:
+                    req = replace(req, time_left=ends - self.clock())
                 try:
                     try:
                         for event in provider.stream(req):
@@ -247,6 +263,8 @@ class Router:
                             exc.retry_after is None or exc.retry_after <= self.retry.max_retry_after
                         )
                     )
+                    if can_retry and ends is not None and self.clock() + delay >= ends:
+                        can_retry, timed_out = False, True
                     if not can_retry:
                         if not isinstance(exc, BadRequestError):
                             breaker.record_failure()
@@ -265,10 +283,15 @@ class Router:
                     )
                     self.sleep(delay)
                     attempt += 1
-        message = "every language model provider failed or is unavailable" + (
-            ": " + "; ".join(f"{e.provider}: {e}" for e in errors) if errors else ""
-        )
+        if ends is not None and self.clock() >= ends:
+            timed_out = True
+        if timed_out:
+            message = "no language model answered before the deadline"
+        else:
+            message = "every language model provider failed or is unavailable"
+        if errors:
+            message += ": " + "; ".join(f"{e.provider}: {e}" for e in errors)
         if self.fallback is None:
             raise NoProviderAvailable(message, errors)
         self.log.error("%s; answering offline", message)
-        yield from self.fallback.stream(request, "unavailable")
+        yield from self.fallback.stream(request, "timed_out" if timed_out else "unavailable")
