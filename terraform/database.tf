@@ -2,7 +2,7 @@
 # authentication, backups with point-in-time recovery, maintenance window, Query Insights.
 
 resource "google_sql_database_instance" "main" {
-  # checkov:skip=CKV_GCP_79:DESIGN.md fixes PostgreSQL 17 (same major as the embedded test database, pgvector 0.8)
+  # checkov:skip=CKV_GCP_79:PostgreSQL 17 on purpose (same major as the embedded test database, pgvector 0.8)
   # checkov:skip=CKV2_GCP_13:log_duration logs one line per statement; Query Insights records statement latency instead
   name                = "${local.name}-pg"
   region              = var.region

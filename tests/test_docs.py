@@ -30,7 +30,7 @@ UNREADABLE = re.compile(
 )
 # Files whose owners are rewriting them in work not yet merged; each must still contain a
 # hit (so this list cannot outlive the fix), and is checked like any other once removed.
-PENDING = {"docs/DEPLOY.md", "terraform/database.tf"}
+PENDING: set[str] = set()
 
 
 def tracked_text_files() -> list[str]:
