@@ -47,6 +47,7 @@ class Settings:
     embed_batch_size: int = 64
     embed_in_process: bool = True
     embed_poll_seconds: float = 0.5
+    embed_threads: int = 1
     # Memory store
     dedup_threshold: float = 0.0
     max_content_chars: int = 4000
@@ -196,6 +197,7 @@ class Settings:
             "agent_top_k",
             "agent_max_steps",
             "agent_history_messages",
+            "embed_threads",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.upper()} must be positive")

