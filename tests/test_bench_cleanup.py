@@ -77,7 +77,12 @@ def test_ctrl_c_during_a_load_test_leaves_no_process_or_directory_behind(tmp_pat
         assert alive(postmaster)
 
         summary.send_signal(signal.SIGINT)  # to the summary alone, as a supervisor would
-        _, err = summary.communicate(timeout=90)
+        try:
+            _, err = summary.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            summary.kill()
+            _, err = summary.communicate()
+            raise AssertionError("no clean exit 180 s after Ctrl-C:\n" + err[-3000:]) from None
     finally:
         if summary.poll() is None:
             summary.kill()
