@@ -257,8 +257,8 @@ def rerank(
             score *= 1 + config.speaker_bonus
         base[memory_id] = score
     final = dict(base)
+    slots = {_slot(c): memory_id for memory_id, c in by_id.items() if _slot(c)}
     if config.reply_weight:
-        slots = {_slot(c): memory_id for memory_id, c in by_id.items() if _slot(c)}
         for memory_id, c in by_id.items():
             slot = _slot(c)
             if slot is None:
@@ -269,7 +269,6 @@ def rerank(
             if is_question(by_id[asked].memory.content):
                 final[memory_id] += config.reply_weight * base[asked]
     if config.neighbour_weight:
-        slots = {_slot(c): memory_id for memory_id, c in by_id.items() if _slot(c)}
         for memory_id, c in by_id.items():
             slot = _slot(c)
             if slot is None:

@@ -43,6 +43,7 @@ computed once per distinct text per run (``--embedding-cache FILE`` keeps them a
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -263,20 +264,19 @@ def turn_text(turn: Turn) -> str:
     return f"{turn.speaker}: {turn.text}"
 
 
-_STEMMER: Any = None
+@functools.cache
+def _stemmer_and_stop_words() -> tuple[Any, frozenset[str]]:
+    import Stemmer
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return Stemmer.Stemmer("english"), frozenset(STOPWORDS_EN)
 
 
 def bm25_tokens(text: str) -> list[str]:
     """Words (English-stemmed, stop words out) and CJK bigrams, as the store indexes them."""
-    global _STEMMER
-    import Stemmer
-    from bm25s.stopwords import STOPWORDS_EN
-
-    if _STEMMER is None:
-        _STEMMER = Stemmer.Stemmer("english")
-    stop = set(STOPWORDS_EN)
+    stemmer, stop = _stemmer_and_stop_words()
     words = [t for t in lexical.terms(text) if t not in stop]
-    return [w if _CJK.search(w) else _STEMMER.stemWord(w) for w in words]
+    return [w if _CJK.search(w) else stemmer.stemWord(w) for w in words]
 
 
 class Baselines:
