@@ -5,6 +5,7 @@ top of a smaller one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -90,11 +91,35 @@ def test_scores_read_as_relevance_from_0_to_1():
     top = _candidate("both", "A", "x", 1, vector_rank=1, lexical_rank=1)
     one = _candidate("one", "A", "y", 2, vector_rank=2)
     far = _candidate("far", "A", "z", 3, lexical_rank=40)
-    hits = retrieval.rerank([far, one, top])
+    fusion_only = retrieval.RetrievalConfig(session_weight=0.0)
+    hits = retrieval.rerank([far, one, top], config=fusion_only)
     assert ids(hits) == ["both", "one", "far"]
     assert hits[0].score == 1.0
     assert 0.45 < hits[1].score < 0.5  # first in one ranking of two would be 0.5
     assert 0 < hits[2].score < hits[1].score
+    boosted = retrieval.rerank([far, one, top])  # one session: every turn gains alike
+    assert ids(boosted) == ids(hits) and boosted[0].score == 1.0
+    assert all(0 < h.score <= 1 for h in boosted)
+
+
+def test_turns_of_the_session_that_matches_best_rank_higher():
+    topic = [_candidate(f"t{i}", "A", f"About the trip {i}.", i, session="trip") for i in range(3)]
+    stray = _candidate("stray", "B", "An aside.", 1, session="aside")
+    late = _candidate("late", "A", "The trip's last day.", 9, session="trip")
+    pool = _by_vector(*topic, stray, late)  # stray ranks 4th, late 5th by vector alone
+    assert ids(retrieval.rerank(pool, config=retrieval.RetrievalConfig(session_weight=0.0)))[
+        3:
+    ] == ["stray", "late"]
+    assert ids(retrieval.rerank(pool))[3:] == ["late", "stray"]
+
+
+def test_a_memory_outside_a_conversation_is_a_session_of_its_own():
+    turn = _candidate("turn", "A", "A turn.", 1, vector_rank=2)
+    fact = _candidate("fact", "A", "A fact.", 0, vector_rank=1)
+    fact = RankedMemory(replace(fact.memory, metadata={}), 1, None, None, None)
+    hits = retrieval.rerank([turn, fact])
+    assert ids(hits) == ["fact", "turn"]  # neither lifted nor sunk by the turn's session
+    assert hits[0].score == 0.5  # first in one ranking of two, its own best session
 
 
 def test_ties_never_depend_on_input_order():
