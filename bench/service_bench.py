@@ -123,7 +123,7 @@ async def one_turn(port: int, secret: str, thread_id: str | None, results: Resul
                 first_byte = time.perf_counter()
             if line.startswith(b"event: text") and first_token is None:
                 first_token = time.perf_counter()
-            if line.startswith(b"data: ") and b'"type": "final"' in line:
+            if line.startswith(b"data: ") and b'"type":"final"' in line.replace(b" ", b""):
                 final = json.loads(line[len(b"data: ") :])
         done = time.perf_counter()
     finally:
