@@ -11,8 +11,18 @@ turn as soon as its stream ends.
 
 Reported: cold start (process start to the first 200 on /readyz), turns/s, time to first
 byte and to the first text token (p50/p95/p99), the server's own overhead per turn (the
-``overhead_ms`` of each final event: everything but the model), errors, and the peak RSS
-of gunicorn's processes. Writes bench/out/service_bench.json.
+``overhead_ms`` of each final event: everything but the model), errors, the peak RSS of
+gunicorn's processes, and the CPU per turn: the gunicorn workers' own CPU seconds (user +
+system, from the kernel's accounting) over the load, divided by the turns served. Unlike the
+latency percentiles that figure barely moves when other work shares the machine.
+
+Memories are on (retrieval, episodes, tools), local embedding is not: the in-process
+embedding worker is off (episodes stay pending) and the one query text is embedded once, so
+the CPU figure is the chat path's own. ``--profile`` also samples the worker with py-spy
+(``--gil``: only the thread holding the GIL, i.e. where the CPU goes) and prints the samples
+split by phase; sampling pauses the worker, so take CPU and latency from a run without it.
+Writes bench/out/service_bench.json (and bench/out/service_profile.txt, py-spy's collapsed
+stacks, with ``--profile``).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -112,7 +123,7 @@ async def one_turn(port: int, secret: str, thread_id: str | None, results: Resul
                 first_byte = time.perf_counter()
             if line.startswith(b"event: text") and first_token is None:
                 first_token = time.perf_counter()
-            if line.startswith(b"data: ") and b'"type": "final"' in line:
+            if line.startswith(b"data: ") and b'"type":"final"' in line.replace(b" ", b""):
                 final = json.loads(line[len(b"data: ") :])
         done = time.perf_counter()
     finally:
@@ -152,6 +163,61 @@ async def load(port: int, secrets: list[str], seconds: float) -> tuple[Results, 
     return results, time.perf_counter() - started
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU seconds the processes have used so far (their own threads)."""
+    total = 0.0
+    for process in processes:
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+# Where a profile sample's CPU goes: the first rule matching a frame, from the innermost
+# frame outwards, names its phase. Order matters only within one frame.
+PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("JSON", ("json/", "orjson")),
+    ("logging", ("logging/",)),
+    ("SQL driver (pg8000)", ("pg8000/", "scramp/")),
+    ("SSE framing", ("sse_frame ", "_chat_frames ", "def frames ", "chunk_frame ")),
+    ("SDK stream parsing", ("anthropic/", "openai/", "httpx", "httpcore", "pydantic", "h11/")),
+    ("metrics", ("prometheus_client/",)),
+    ("HTTP server (gunicorn, werkzeug, flask)", ("gunicorn/", "werkzeug/", "flask/")),
+    ("our code", ("services/", "main.py")),
+)
+
+
+def phase_of(stack: str) -> str:
+    """The phase of one collapsed py-spy stack (``fn (file:line);...``, outermost first)."""
+    for frame in reversed(stack.split(";")):
+        for phase, marks in PHASES:
+            if any(mark in frame for mark in marks):
+                return phase
+    return "other (stdlib, threads, sockets)"
+
+
+def phase_split(collapsed: str) -> dict[str, float]:
+    """Percent of samples per phase, largest first, from py-spy's ``--format raw`` output."""
+    counts: dict[str, int] = {}
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            phase = phase_of(stack)
+            counts[phase] = counts.get(phase, 0) + int(count)
+    total = sum(counts.values()) or 1
+    ordered = sorted(counts.items(), key=lambda item: -item[1])
+    return {phase: round(100 * n / total, 1) for phase, n in ordered}
+
+
+def start_profiler(pids: list[int], seconds: float, out: Path) -> subprocess.Popen:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    [pid] = pids  # one worker: --profile needs WEB_CONCURRENCY=1
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--gil", "--format", "raw", "--rate", "200",
+         "--duration", str(int(seconds)), "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def peak_rss_mb(process: psutil.Process) -> float:
     family = [process, *process.children(recursive=True)]
     return sum(p.memory_info().rss for p in family if p.is_running()) / 2**20
@@ -182,6 +248,12 @@ def main(argv: list[str] | None = None) -> None:
         "--latency-ms", type=float, default=300, help="the fake model's time to answer (300)"
     )
     parser.add_argument("--threads", type=int, default=80, help="gunicorn threads (80)")
+    parser.add_argument(
+        "--warmup", type=float, default=5, help="seconds of load before measuring (5)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the worker with py-spy, split by phase"
+    )
     args = parser.parse_args(argv)
 
     with cleanup() as run:
@@ -217,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
             "RATE_LIMIT_PER_MINUTE": "1000000",
             "RATE_LIMIT_BURST": "1000000",
             "DB_POOL_SIZE": str(min(args.threads, 40)),
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+            "EMBED_IN_PROCESS": "false",
         }
         gunicorn = run.process(subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "main:app"],
@@ -240,8 +313,22 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 sampler.cancel()
 
+        # Warm-up, not counted: the provider SDKs finish importing on their thread and every
+        # user's first request pays its key lookup, so CPU per turn is the steady state's.
+        asyncio.run(load(port, secrets, args.warmup))
+        workers = process.children()
+        profile_out = OUT / "service_profile.txt"
+        if args.profile:
+            OUT.mkdir(parents=True, exist_ok=True)
+            profiler = run.process(
+                start_profiler([w.pid for w in workers], args.seconds, profile_out)
+            )
         print(f"loading for {args.seconds:.0f} s with {args.streams} streams", file=sys.stderr)
+        cpu_before = cpu_seconds(workers)
         results, elapsed = asyncio.run(run_load())
+        cpu_used = cpu_seconds(workers) - cpu_before
+        if args.profile:
+            profiler.wait(timeout=60)
 
     report = {
         "streams": args.streams,
@@ -257,11 +344,17 @@ def main(argv: list[str] | None = None) -> None:
         "server_overhead_ms": summary(results.overhead_ms),
         "errors": len(results.errors),
         "error_samples": sorted(set(results.errors))[:5],
+        "cpu_ms_per_turn": round(1000 * cpu_used / len(results.total_ms), 2)
+        if results.total_ms
+        else None,
+        "worker_cpu_s": round(cpu_used, 2),
         "peak_rss_mb": round(max(peak), 1),
         "idle_rss_mb": round(rss_before, 1),
         "cpus": os.cpu_count(),
         "mean_total_ms": round(statistics.fmean(results.total_ms), 1) if results.total_ms else None,
     }
+    if args.profile and profile_out.exists():
+        report["cpu_phases_percent"] = phase_split(profile_out.read_text())
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "service_bench.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

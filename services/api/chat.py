@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import orjson
 from flask import Blueprint, Response, current_app, g, request, stream_with_context
 
 from services.agent import TurnEvent
@@ -90,8 +91,15 @@ def _chat_frames(events: Iterator[TurnEvent]) -> Iterator[str]:
         close_events(events)
 
 
+# orjson: a few times faster than json for an event; dates and dataclasses still go
+# through str() as before, so what a client reads keeps its form.
+_SSE_JSON = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
 def sse_frame(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+    return f"event: {name}\ndata: {orjson.dumps(data, default=str, option=_SSE_JSON).decode()}\n\n"
 
 
 def sse_response(frames: Iterable[str]) -> Response:

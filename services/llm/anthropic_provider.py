@@ -21,6 +21,7 @@ from typing import Any
 
 import anthropic
 import httpx2
+import orjson
 
 from .common import (
     ChatRequest,
@@ -43,6 +44,7 @@ from .common import (
     error_for_status,
     parse_retry_after,
 )
+from .sse import sse_events
 
 PROVIDER = "anthropic"
 CARD_MODEL = "claude-sonnet-4-5-20250929"
@@ -133,29 +135,38 @@ class AnthropicProvider:
         finished = False
         try:
             with stream:
-                for event in stream:
-                    kind = event.type
-                    if kind == "message_start":
-                        reported_model = event.message.model or model
-                        _merge_usage(usage, event.message.usage)
+                for name, data in sse_events(stream.response.iter_bytes()):
+                    if name == "ping":
+                        continue
+                    if name == "error":
+                        raise stream_error(data, model)
+                    event = orjson.loads(data)
+                    kind = event.get("type")
+                    if kind == "content_block_delta":
+                        delta = event["delta"]
+                        if delta.get("type") == "text_delta" and delta.get("text"):
+                            yield TextDelta(delta["text"])
+                        elif delta.get("type") == "input_json_delta" and event["index"] in tools:
+                            tools[event["index"]]["json"].append(delta.get("partial_json", ""))
+                    elif kind == "message_start":
+                        reported_model = event["message"].get("model") or model
+                        _merge_usage(usage, event["message"].get("usage"))
                     elif kind == "content_block_start":
-                        block = event.content_block
-                        if block.type == "tool_use":
-                            tools[event.index] = {"id": block.id, "name": block.name, "json": []}
-                    elif kind == "content_block_delta":
-                        delta = event.delta
-                        if delta.type == "text_delta" and delta.text:
-                            yield TextDelta(delta.text)
-                        elif delta.type == "input_json_delta" and event.index in tools:
-                            tools[event.index]["json"].append(delta.partial_json)
+                        block = event["content_block"]
+                        if block.get("type") == "tool_use":
+                            tools[event["index"]] = {
+                                "id": block["id"],
+                                "name": block["name"],
+                                "json": [],
+                            }
                     elif kind == "content_block_stop":
-                        tool = tools.pop(event.index, None)
+                        tool = tools.pop(event["index"], None)
                         if tool is not None:
                             raw = "".join(tool["json"])
                             yield ToolCallEvent(ToolCall.from_json(tool["id"], tool["name"], raw))
                     elif kind == "message_delta":
-                        stop_reason = event.delta.stop_reason or stop_reason
-                        _merge_usage(usage, event.usage)
+                        stop_reason = event["delta"].get("stop_reason") or stop_reason
+                        _merge_usage(usage, event.get("usage"))
                     elif kind == "message_stop":
                         finished = True
         except ProviderError:
@@ -174,19 +185,45 @@ class AnthropicProvider:
         )
 
 
-def _merge_usage(acc: dict[str, int], usage: Any) -> None:
+_USAGE_FIELDS = (
+    ("input", "input_tokens"),
+    ("output", "output_tokens"),
+    ("cache_read", "cache_read_input_tokens"),
+    ("cache_write", "cache_creation_input_tokens"),
+)
+
+
+def _merge_usage(acc: dict[str, int], usage: dict[str, Any] | None) -> None:
     """Fold a (cumulative) usage object from message_start/message_delta into ``acc``."""
-    if usage is None:
+    if not usage:
         return
-    for key, attr in (
-        ("input", "input_tokens"),
-        ("output", "output_tokens"),
-        ("cache_read", "cache_read_input_tokens"),
-        ("cache_write", "cache_creation_input_tokens"),
-    ):
-        value = getattr(usage, attr, None)
+    for key, field in _USAGE_FIELDS:
+        value = usage.get(field)
         if value is not None:
             acc[key] = int(value)
+
+
+def stream_error(data: bytes, model: str) -> ProviderError:
+    """The error for an ``event: error`` inside a 200 stream (the API's overload and rate
+    limits can arrive this way), classified by its ``error.type``."""
+    try:
+        error = orjson.loads(data).get("error") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        error = {}
+    error_type = error.get("type") if isinstance(error, dict) else None
+    detail = (error.get("message") if isinstance(error, dict) else None) or data.decode(
+        errors="replace"
+    )
+    return _in_stream_error(error_type, f"anthropic 200 {error_type or ''}: {detail}", model)
+
+
+def _in_stream_error(error_type: str | None, message: str, model: str) -> ProviderError:
+    kw: dict[str, Any] = {"provider": PROVIDER, "model": model}
+    if error_type == "rate_limit_error":
+        return RateLimitedError(message, **kw)
+    if error_type in ("overloaded_error", "api_error"):
+        return ProviderUnavailableError(message, **kw)
+    return StreamInterruptedError(message, **kw)
 
 
 def to_anthropic_tool(spec: ToolSpec) -> dict[str, Any]:
@@ -249,11 +286,7 @@ def map_error(exc: BaseException, model: str) -> ProviderError:
             f"anthropic {status} {error_type or ''}: {getattr(exc, 'api_message', None) or exc}"
         )
         if status < 400:  # an `event: error` inside a 200 stream
-            if error_type == "rate_limit_error":
-                return RateLimitedError(message, **kw)
-            if error_type in ("overloaded_error", "api_error"):
-                return ProviderUnavailableError(message, **kw)
-            return StreamInterruptedError(message, **kw)
+            return _in_stream_error(error_type, message, model)
         return error_for_status(
             status,
             message,

@@ -25,8 +25,8 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from .common import (
     BadRequestError,
@@ -51,6 +51,9 @@ MEMORY_WORDS = frozenset(
     }
 )  # fmt: skip
 _WORD = re.compile(r"[a-zA-Z']+")
+
+# How one provider's attempts ended (Router._attempts), and the verdict on a failed attempt.
+ANSWERED, FAILED, TIMED_OUT, RETRY = "answered", "failed", "timed_out", "retry"
 
 
 def is_simple_message(request: ChatRequest, max_chars: int = 80) -> bool:
@@ -150,6 +153,14 @@ class CircuitBreaker:
             self._trial_running = False
 
 
+@dataclass
+class _Output:
+    """What one attempt has yielded so far."""
+
+    started: bool = False
+    text: list[str] = field(default_factory=list)
+
+
 class Router:
     """Streams a response from the first provider that can give one.
 
@@ -196,7 +207,6 @@ class Router:
         return collect(self.stream(request))
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
-        errors: list[ProviderError] = []
         if not self.providers:
             if self.fallback is None:
                 raise NoProviderAvailable("no language model provider is configured")
@@ -205,84 +215,22 @@ class Router:
         simple = bool(self.cheap_models) and request.model is None and self.simple_rule(request)
         budget = request.time_left if request.time_left is not None else self.deadline
         ends = None if budget is None else self.clock() + budget
+        errors: list[ProviderError] = []
         timed_out = False
         for provider in self.providers:
             if ends is not None and ends - self.clock() <= 0:
                 timed_out = True
                 break
-            breaker = self.breakers[provider.name]
-            if not breaker.allow():
+            if not self.breakers[provider.name].allow():
                 self.log.warning("llm provider %s skipped: circuit open", provider.name)
                 continue
             req = request
             if simple and provider.name in self.cheap_models:
                 req = replace(request, model=self.cheap_models[provider.name])
-            attempt = 0
-            while True:
-                started = False
-                parts: list[str] = []
-                if ends is not None:
-                    req = replace(req, time_left=ends - self.clock())
-                try:
-                    try:
-                        for event in provider.stream(req):
-                            started = True
-                            if isinstance(event, TextDelta):
-                                parts.append(event.text)
-                            yield event
-                    except GeneratorExit:  # the caller stopped reading: not a failure
-                        breaker.record_success()
-                        raise
-                    except ProviderError:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - a provider bug is a failure too
-                        raise ProviderError(
-                            f"{provider.name} raised {exc!r}", provider=provider.name
-                        ) from exc
-                    breaker.record_success()
-                    return
-                except ProviderError as exc:
-                    if started:
-                        breaker.record_failure()
-                        self.log.warning(
-                            "llm stream from %s broke after output started: %s", provider.name, exc
-                        )
-                        yield StreamError(
-                            error=exc,
-                            partial_text="".join(parts),
-                            provider=provider.name,
-                            model=exc.model or (req.model or ""),
-                        )
-                        return
-                    errors.append(exc)
-                    delay = self.backoff(attempt, exc.retry_after)
-                    can_retry = (
-                        exc.retryable
-                        and attempt < self.retry.max_retries
-                        and (
-                            exc.retry_after is None or exc.retry_after <= self.retry.max_retry_after
-                        )
-                    )
-                    if can_retry and ends is not None and self.clock() + delay >= ends:
-                        can_retry, timed_out = False, True
-                    if not can_retry:
-                        if not isinstance(exc, BadRequestError):
-                            breaker.record_failure()
-                        self.log.warning(
-                            "llm provider %s failed (%s); trying the next provider",
-                            provider.name,
-                            exc,
-                        )
-                        break
-                    self.log.info(
-                        "llm provider %s: %s; retry %d in %.2fs",
-                        provider.name,
-                        exc,
-                        attempt + 1,
-                        delay,
-                    )
-                    self.sleep(delay)
-                    attempt += 1
+            outcome = yield from self._attempts(provider, req, ends, errors)
+            if outcome == ANSWERED:
+                return
+            timed_out = timed_out or outcome == TIMED_OUT
         if ends is not None and self.clock() >= ends:
             timed_out = True
         if timed_out:
@@ -295,3 +243,83 @@ class Router:
             raise NoProviderAvailable(message, errors)
         self.log.error("%s; answering offline", message)
         yield from self.fallback.stream(request, "timed_out" if timed_out else "unavailable")
+
+    def _attempts(
+        self,
+        provider: ChatProvider,
+        req: ChatRequest,
+        ends: float | None,
+        errors: list[ProviderError],
+    ) -> Generator[StreamEvent, None, str]:
+        """One provider's attempts with retries; returns ANSWERED, FAILED or TIMED_OUT.
+        Each failure before any output is appended to ``errors``."""
+        breaker = self.breakers[provider.name]
+        attempt = 0
+        while True:
+            if ends is not None:
+                req = replace(req, time_left=ends - self.clock())
+            out = _Output()
+            try:
+                yield from self._attempt(provider, req, breaker, out)
+                return ANSWERED
+            except ProviderError as exc:
+                if out.started:  # never retried: the stream ends with the error
+                    breaker.record_failure()
+                    self.log.warning(
+                        "llm stream from %s broke after output started: %s", provider.name, exc
+                    )
+                    yield StreamError(
+                        error=exc,
+                        partial_text="".join(out.text),
+                        provider=provider.name,
+                        model=exc.model or (req.model or ""),
+                    )
+                    return ANSWERED
+                errors.append(exc)
+                delay = self.backoff(attempt, exc.retry_after)
+                outcome = self._retry_outcome(exc, attempt, delay, ends)
+                if outcome != RETRY:
+                    if not isinstance(exc, BadRequestError):
+                        breaker.record_failure()
+                    self.log.warning(
+                        "llm provider %s failed (%s); trying the next provider", provider.name, exc
+                    )
+                    return outcome
+                self.log.info(
+                    "llm provider %s: %s; retry %d in %.2fs", provider.name, exc, attempt + 1, delay
+                )
+                self.sleep(delay)
+                attempt += 1
+
+    def _attempt(
+        self, provider: ChatProvider, req: ChatRequest, breaker: CircuitBreaker, out: _Output
+    ) -> Iterator[StreamEvent]:
+        """One call, its events passed through and noted in ``out``. Every failure is a
+        :class:`ProviderError`."""
+        try:
+            for event in provider.stream(req):
+                out.started = True
+                if isinstance(event, TextDelta):
+                    out.text.append(event.text)
+                yield event
+        except GeneratorExit:  # the caller stopped reading: not a failure
+            breaker.record_success()
+            raise
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a provider bug is a failure too
+            raise ProviderError(f"{provider.name} raised {exc!r}", provider=provider.name) from exc
+        breaker.record_success()
+
+    def _retry_outcome(
+        self, exc: ProviderError, attempt: int, delay: float, ends: float | None
+    ) -> str:
+        """RETRY the provider after ``delay``, or give up on it: FAILED, or TIMED_OUT when
+        the backoff would end past the deadline."""
+        if not exc.retryable or attempt >= self.retry.max_retries:
+            return FAILED
+        if exc.retry_after is not None and exc.retry_after > self.retry.max_retry_after:
+            return FAILED
+        if ends is not None and self.clock() + delay >= ends:
+            return TIMED_OUT
+        return RETRY
