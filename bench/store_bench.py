@@ -66,6 +66,35 @@ def measure(call: Callable[[int], object], n: int, warmup: int = 20) -> Latency:
     return Latency(round(statistics.median(samples), 3), round(samples[int(0.95 * (n - 1))], 3), n)
 
 
+def database_files(pool: Pool) -> list[Path]:
+    """The files of the current database on a server on this machine, or [] when the data
+    directory is not readable from here (a remote DATABASE_URL)."""
+    with pool.transaction() as tx:
+        row = tx.one(
+            "SELECT current_setting('data_directory'), oid FROM pg_database"
+            " WHERE datname = current_database()"
+        )
+    assert row is not None
+    base = Path(row[0]) / "base" / str(row[1])
+    return sorted(p for p in base.iterdir() if p.is_file()) if base.is_dir() else []
+
+
+def evict_os_cache(files: list[Path]) -> None:
+    """Drop ``files`` from the kernel's page cache (posix_fadvise DONTNEED: clean pages
+    go, without root or drop_caches), so the next read of them goes to the disk. What is in
+    PostgreSQL's own shared_buffers stays: first-touch runs pick users whose pages nothing
+    has read since the server started."""
+    for path in files:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:  # a relation dropped or rewritten since listing
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def random_unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
     vectors = rng.standard_normal((count, DIM)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
