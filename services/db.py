@@ -282,7 +282,7 @@ class Pool:
                 log.warning("cannot connect to the database: %s", _describe(error))
             raise_unavailable(error)
         try:
-            pgwire.register_timestamp_parsers(conn)
+            pgwire.tune(conn)
             # Every statement is a per-user lookup through a btree, so the generic plan is
             # the right one; re-planning each call (custom plans) cost more than executing.
             pgwire.execute_simple(

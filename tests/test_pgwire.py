@@ -13,7 +13,7 @@ import pg8000.core
 import pytest
 
 from services import pgwire
-from services.db import is_connection_lost
+from services.db import is_connection_lost, parse_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,9 +90,12 @@ def test_the_pg8000_internals_the_adapter_uses_are_there():
         assert list(signature.parameters)[1:] == params, name
 
 
-def test_the_connection_state_the_adapter_reads_is_there(conn):
+def test_the_connection_state_the_adapter_reads_is_there(conn, database_url):
     assert conn._sock is not None and conn._client_encoding
     assert isinstance(conn.py_types, dict)
+    untuned = pgwire.connect(**parse_database_url(database_url))
+    assert untuned.message_types[b"D"] == untuned.handle_DATA_ROW  # what tune() replaces
+    untuned.close()
     assert pgwire.in_transaction(conn) is False
     pgwire.execute_simple(conn, "BEGIN")
     assert pgwire.in_transaction(conn) is True
@@ -152,7 +155,7 @@ def test_a_binary_vector_of_the_wrong_size_is_refused_by_the_server(conn):
 
 
 def test_timestamps_are_parsed_by_the_fast_parser_with_pg8000s_as_fallback(conn):
-    pgwire.register_timestamp_parsers(conn)
+    pgwire.tune(conn)
     rows = pgwire.execute_simple(
         conn,
         "SELECT '2026-11-25 20:10:55.1+00'::timestamptz, 'infinity'::timestamp, "
@@ -162,3 +165,26 @@ def test_timestamps_are_parsed_by_the_fast_parser_with_pg8000s_as_fallback(conn)
     assert stamp.isoformat() == "2026-11-25 20:10:55.100000+00:00".replace(" ", "T")
     assert infinite == "infinity"  # pg8000's parser: what datetime cannot hold stays text
     assert naive.isoformat() == "2026-01-02T03:04:05"
+
+
+def test_tuned_rows_decode_exactly_as_pg8000_decodes_them(pool):
+    sql = (
+        "SELECT g, 'é' || g || repeat('x', g), NULL::text, g %% 2 = 0, g * 0.5::real, "
+        "(g * 1.25)::numeric, jsonb_build_object('k', g), "
+        "'2026-11-25 20:10:55.123+00'::timestamptz + g * interval '1 s', "
+        "'infinity'::timestamptz, gen_random_uuid() IS NOT NULL, ''::text "
+        "FROM generate_series(%s::int, %s::int) AS g"
+    )
+    plain, tuned = pool.connect(), pool.connect()
+    try:
+        pgwire.tune(tuned)
+        pgwire.tune(plain)
+        plain.message_types[b"D"] = plain.handle_DATA_ROW  # pg8000's own row decoder
+        for lo, hi in ((0, 5), (1000, 1003)):
+            expected = pgwire.execute_prepared(plain, pgwire.prepare(plain, sql, [0, 0]), [lo, hi])
+            got = pgwire.execute_prepared(tuned, pgwire.prepare(tuned, sql, [0, 0]), [lo, hi])
+            assert got == expected and len(got) == hi - lo + 1
+        assert pgwire.execute_simple(tuned, "SELECT 1, NULL, 'a'") == [(1, None, "a")]
+    finally:
+        plain.close()
+        tuned.close()
