@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", default=str(OUT / "compare_stores.json"), help="where to write the figures"
     )
+    parser.add_argument(
+        "--without-mem0",
+        action="store_true",
+        help="leave mem0 out (its HNSW build alone takes ~20 min at 1M rows)",
+    )
     return parser
 
 
@@ -102,7 +107,15 @@ except ModuleNotFoundError as missing:  # --help works from any virtualenv; the 
         ".venv-bench/bin/python -m bench.compare_stores"
     ) from None
 
-from bench.store_bench import DIM, PER_USER, WORDS, Latency, random_unit_vectors  # noqa: E402
+from bench.store_bench import (  # noqa: E402
+    DIM,
+    PER_USER,
+    WORDS,
+    Latency,
+    database_files,
+    evict_os_cache,
+    random_unit_vectors,
+)
 from services.config import Settings  # noqa: E402
 from services.db import embedded_socket, open_pool, start_embedded_server  # noqa: E402
 from services.memories import MemoryStore, NewMemory  # noqa: E402
@@ -153,7 +166,7 @@ class Stage:
 
 
 class Bench:
-    def __init__(self, data_dir: Path, database: str) -> None:
+    def __init__(self, data_dir: Path, database: str, with_mem0: bool = True) -> None:
         server = start_embedded_server(data_dir / "pg")
         info = server.get_postmaster_info()
         self.database = database
@@ -190,6 +203,11 @@ class Bench:
         )
         self.langgraph.setup()  # its migrations: tables + HNSW (vector_cosine_ops) index
 
+        self.systems = SYSTEMS if with_mem0 else SYSTEMS[:3]
+        if with_mem0:
+            self._open_mem0(database)
+
+    def _open_mem0(self, database: str) -> None:
         (OUT / "mem0").mkdir(parents=True, exist_ok=True)
         history = OUT / "mem0" / f"history-{database}.db"
         self.mem0 = Memory.from_config(
@@ -280,6 +298,8 @@ class Bench:
             )
         rates["langgraph"] = total / (time.perf_counter() - start)
 
+        if "mem0" not in self.systems:
+            return {k: round(v, 1) for k, v in rates.items()}
         start = time.perf_counter()
         for user, rows in zip(users, batches):
             self.mem0.add(
@@ -344,6 +364,12 @@ class Bench:
         seconds["langgraph"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        if "mem0" in self.systems:
+            self._bulk_load_mem0(where, params)
+            seconds["mem0"] = time.perf_counter() - t
+        return self._rebuild(indexes, seconds)
+
+    def _bulk_load_mem0(self, where: str, params: dict[str, Any]) -> None:
         # What Memory._create_memory + PGVector.insert write for add(text, user_id=u,
         # infer=False) without spaCy installed (text_lemmatized is then the text itself).
         self.sql(
@@ -357,8 +383,10 @@ class Bench:
                 WHERE {where} ORDER BY s.g""",
             params,
         )
-        seconds["mem0"] = time.perf_counter() - t
 
+    def _rebuild(
+        self, indexes: list[tuple[str, str, str]], seconds: dict[str, float]
+    ) -> dict[str, Any]:
         build: dict[str, float] = {}
         self.sql("SET maintenance_work_mem = '4GB'")
         for schema, name, definition in indexes:
@@ -367,8 +395,8 @@ class Bench:
             build[f"{schema}.{name}"] = round(time.perf_counter() - t, 1)
             print(f"  rebuilt {schema}.{name} in {build[f'{schema}.{name}']}s", flush=True)
         self.sql("RESET maintenance_work_mem")
-        for table in ("public.memories", "langgraph.store", "langgraph.store_vectors",
-                      "mem0.mem0_memories"):  # fmt: skip
+        tables = ["public.memories", "langgraph.store", "langgraph.store_vectors"]
+        for table in tables + ["mem0.mem0_memories"] * ("mem0" in self.systems):
             self.sql(f"VACUUM ANALYZE {table}")
         return {"load_s": {k: round(v, 1) for k, v in seconds.items()}, "index_build_s": build}
 
@@ -380,7 +408,15 @@ class Bench:
         assert set(lg_api[0].value) == set(lg_bulk[0].value) == {"content"}
         item = self.langgraph.get(("memories", bulk_user), lg_bulk[0].key)
         assert item is not None and item.value == lg_bulk[0].value
+        if "mem0" in self.systems:
+            self._verify_mem0(api_user, bulk_user)
 
+        ours_api = self.ours.list(api_user, limit=100).items
+        ours_bulk = self.ours.list(bulk_user, limit=100).items
+        assert len(ours_api) == len(ours_bulk) == PER_USER
+        assert all(m.embedded for m in ours_api + ours_bulk)
+
+    def _verify_mem0(self, api_user: str, bulk_user: str) -> None:
         m_api = self.mem0.get_all(filters={"user_id": api_user}, top_k=100)["results"]
         m_bulk = self.mem0.get_all(filters={"user_id": bulk_user}, top_k=100)["results"]
         assert len(m_api) == len(m_bulk) == PER_USER, (len(m_api), len(m_bulk))
@@ -394,11 +430,6 @@ class Bench:
             [[api_user, bulk_user]],
         )
         assert len(raw) == 1, f"mem0 payload keys differ between API and bulk rows: {raw}"
-
-        ours_api = self.ours.list(api_user, limit=100).items
-        ours_bulk = self.ours.list(bulk_user, limit=100).items
-        assert len(ours_api) == len(ours_bulk) == PER_USER
-        assert all(m.embedded for m in ours_api + ours_bulk)
 
     # ---- searching -----------------------------------------------------------------------
 
@@ -419,12 +450,13 @@ class Bench:
             found = self.mem0.search(text, filters={"user_id": user}, top_k=K, threshold=0.0)
             return [number(r["memory"]) for r in found["results"]]
 
-        return {
+        every = {
             "ours_vector": ours("vector"),
             "ours_hybrid": ours("hybrid"),
             "langgraph": langgraph,
             "mem0": mem0,
         }
+        return {name: every[name] for name in self.systems}
 
     def plans(self, user: str, vector: np.ndarray) -> dict[str, list[str]]:
         """EXPLAIN ANALYZE of the SQL LangGraph and mem0 send for one per-user search."""
@@ -447,6 +479,8 @@ class Bench:
         }
         out = {}
         for name, (statement, params) in statements.items():
+            if name not in self.systems:
+                continue
             lines = [row[0] for row in self.sql(statement, params)]
             out[name] = [line.strip() for line in lines if "->" in line or "Execution" in line]
         return out
@@ -465,11 +499,13 @@ def percentile_latency(samples: list[float]) -> Latency:
 
 
 def measure_stage(bench: Bench, users: list[str], queries: int, seed: int) -> dict[str, Any]:
-    """Each query runs twice in a row: the first run reads the user's rows from wherever they
-    are (at 1M rows, mostly from disk: shared_buffers holds 128 MB and the kernel reclaims
-    cold page cache here), the second finds them in memory, as for a user in a conversation.
-    Every system gets its own users, so none reads pages another has just loaded (our two
-    modes share one table), and the systems take turns going first."""
+    """Each query runs twice in a row: the first run reads the user's rows from disk, the
+    second finds them in memory, as for a user in a conversation. Before each first run the
+    database's files are dropped from the kernel's page cache (evict_os_cache), and every
+    system gets its own users, whom nothing has read since the server started (the kept
+    database of --remeasure starts a fresh server), so none of their pages are in
+    shared_buffers either (our two modes share one table); the systems take turns going
+    first."""
     rng = np.random.default_rng(seed)
     warmup = 20
     n = queries + warmup
@@ -495,9 +531,11 @@ def measure_stage(bench: Bench, users: list[str], queries: int, seed: int) -> di
     warm: dict[str, list[float]] = {name: [] for name in names}
     recall: dict[str, list[float]] = {name: [] for name in names}
     empty = dict.fromkeys(names, 0)
+    files = database_files(bench.pool)
     for i in range(n):
         for name in names[i % len(names) :] + names[: i % len(names)]:
             search, user = searchers[name], user_of[name][i]
+            evict_os_cache(files)
             timings = []
             for _ in range(2):
                 start = time.perf_counter()
@@ -545,7 +583,7 @@ def print_table(stages: list[Stage]) -> None:
     print("-" * len(header))
     for stage in stages:
         base, base_warm = stage.latency["ours_vector"], stage.latency_warm["ours_vector"]
-        for name in SYSTEMS:
+        for name in stage.latency:
             lat, hot = stage.latency[name], stage.latency_warm[name]
             print(
                 f"{stage.rows:>9,} {name:<12} {lat.p50_ms:>9.2f} {lat.p95_ms:>7.2f} "
@@ -560,7 +598,7 @@ def target(stage: Stage) -> dict[str, Any]:
     """The target: the slower peer's p95 at least 5x ours, with recall@10 of 1.0."""
     out: dict[str, Any] = {"rows": stage.rows}
     for label, latency in (("first", stage.latency), ("warm", stage.latency_warm)):
-        slower = max(latency["langgraph"].p95_ms, latency["mem0"].p95_ms)
+        slower = max(latency[p].p95_ms for p in ("langgraph", "mem0") if p in latency)
         for mode in ("vector", "hybrid"):
             out[f"{label}_slower_peer_p95_over_ours_{mode}"] = round(
                 slower / latency[f"ours_{mode}"].p95_ms, 1
@@ -581,7 +619,7 @@ def main() -> None:
     assert all(r % PER_USER == 0 for r in stage_rows) and stage_rows == sorted(stage_rows)
 
     database = args.remeasure or f"compare_{uuid.uuid4().hex[:8]}"
-    bench = Bench(Path(args.data_dir), database)
+    bench = Bench(Path(args.data_dir), database, with_mem0=not args.without_mem0)
     if args.remeasure:
         try:
             remeasure(bench, args.queries, Path(args.out))
@@ -640,7 +678,7 @@ def main() -> None:
                 load["load_s"] = {"all_via_api": round(time.perf_counter() - start, 1)}
             done_rows = rows
             users = [f"u{u}" for u in range(rows // PER_USER)]
-            print(f"  measuring {args.queries} queries x {len(SYSTEMS)} systems", flush=True)
+            print(f"  measuring {args.queries} queries x {len(bench.systems)} systems", flush=True)
             measured = measure_stage(bench, users, args.queries, seed=rows)
             stage = Stage(rows=rows, users=len(users), **load, **measured)
             stages.append(stage)
@@ -666,7 +704,7 @@ def remeasure(bench: Bench, queries: int, out: Path) -> None:
     current code, none of the hour of loading and index building."""
     rows = bench.sql("SELECT count(*) FROM bench_source")[0][0]
     users = [f"u{u}" for u in range(rows // PER_USER)]
-    print(f"remeasuring {bench.database}: {rows:,} rows, {queries} queries x {len(SYSTEMS)}")
+    print(f"remeasuring {bench.database}: {rows:,} rows, {queries} queries x {len(bench.systems)}")
     measured = measure_stage(bench, users, queries, seed=rows)
     stage = Stage(rows=rows, users=len(users), load_s={}, index_build_s={}, **measured)
     print_table([stage])

