@@ -1,14 +1,16 @@
 """The records of the memory store, and how a database row becomes one.
 
 A select list is a ``Columns``: the SQL expression of each column under the name of the
-field it fills, so a row is read by name, never by position. ``memory`` turns such a row
-(or one with ranks after the memory's columns) into a ``Memory``.
+field it fills, so a row is read by name, never by position. ``MEMORY`` and ``EVENT`` are
+the select lists of a ``Memory`` and a ``MemoryEvent``; ``read_memory`` and the readers
+built from a wider select list (a memory and its ranks) turn rows into records.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -133,49 +135,128 @@ class Columns:
     def read(self, row: Sequence[Any]) -> dict[str, Any]:
         return dict(zip(self.names, row, strict=True))
 
+    def pick(self, *names: str) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+        """The values of two or more ``names`` from a row, in that order."""
+        if len(names) < 2:
+            raise ValueError("pick takes two or more names")
+        return operator.itemgetter(*(self.names.index(name) for name in names))
 
-def _fields(record: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(record))
 
-
-def check_columns(columns: Columns, record: type) -> Columns:
+def _exactly(columns: Columns, record: type) -> Columns:
     """``columns`` must name exactly the fields of ``record``: checked once, at import."""
-    if set(columns.names) != set(_fields(record)):
+    if set(columns.names) != {f.name for f in fields(record)}:
         raise TypeError(f"columns {columns.names} do not match {record.__name__}")
     return columns
 
 
-def memory_from(values: dict[str, Any]) -> Memory:
-    """A ``Memory`` from a row read by name; the memory's own columns only."""
-    if isinstance(values["metadata"], str):
-        values["metadata"] = json.loads(values["metadata"])
-    values["importance"] = float(values["importance"])
-    return Memory(**values)
+class _MemoryReader:
+    """Reads the ``Memory`` out of a row of ``columns``: the positions of its fields are
+    looked up by name once, so reading a row costs what ``Memory(*row)`` would."""
+
+    def __init__(self, columns: Columns) -> None:
+        at = [columns.names.index(name) for name in MEMORY_FIELDS]
+        if at == list(range(at[0], at[0] + len(at))):  # in field order, together: one slice
+            self._pick = operator.itemgetter(slice(at[0], at[0] + len(at)))
+        else:
+            self._pick = columns.pick(*MEMORY_FIELDS)
+
+    def __call__(self, row: Sequence[Any]) -> Memory:
+        values = list(self._pick(row))
+        if isinstance(values[_METADATA], str):
+            values[_METADATA] = json.loads(values[_METADATA])
+        values[_IMPORTANCE] = float(values[_IMPORTANCE])
+        return Memory(*values)
 
 
 def optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def search_hit(values: dict[str, Any], ideal_score: float) -> SearchHit:
-    """A search row read by name; the fused score scaled by the best one possible."""
-    similarity, score = values.pop("similarity"), values.pop("score")
-    return SearchHit(
-        vector_rank=values.pop("vector_rank"),
-        lexical_rank=values.pop("lexical_rank"),
-        similarity=optional_float(similarity),
-        score=float(score) / ideal_score,
-        memory=memory_from(values),  # last: what is left are the memory's columns
-    )
+def search_hit_reader(columns: Columns) -> Callable[[Sequence[Any], float], SearchHit]:
+    """Rows of ``columns`` (a memory, its ranks and fused score) as ``SearchHit``s, the
+    score scaled by the best one possible."""
+    read_memory = _MemoryReader(columns)
+    ranks = columns.pick("vector_rank", "lexical_rank", "similarity", "score")
+
+    def read(row: Sequence[Any], ideal_score: float) -> SearchHit:
+        vector_rank, lexical_rank, similarity, score = ranks(row)
+        return SearchHit(
+            memory=read_memory(row),
+            score=float(score) / ideal_score,
+            vector_rank=vector_rank,
+            lexical_rank=lexical_rank,
+            similarity=optional_float(similarity),
+        )
+
+    return read
 
 
-def ranked_memory(values: dict[str, Any]) -> RankedMemory:
-    """A candidate row of the retrieval pipeline read by name."""
-    similarity = values.pop("similarity")
-    return RankedMemory(
-        vector_rank=values.pop("vector_rank"),
-        lexical_rank=values.pop("lexical_rank"),
-        scoped_rank=values.pop("scoped_rank"),
-        similarity=optional_float(similarity),
-        memory=memory_from(values),  # last: what is left are the memory's columns
-    )
+def ranked_reader(columns: Columns) -> Callable[[Sequence[Any]], RankedMemory]:
+    """Rows of ``columns`` (a memory and its place in each ranking) as ``RankedMemory``."""
+    read_memory = _MemoryReader(columns)
+    ranks = columns.pick("vector_rank", "lexical_rank", "scoped_rank", "similarity")
+
+    def read(row: Sequence[Any]) -> RankedMemory:
+        vector_rank, lexical_rank, scoped_rank, similarity = ranks(row)
+        return RankedMemory(
+            memory=read_memory(row),
+            vector_rank=vector_rank,
+            lexical_rank=lexical_rank,
+            scoped_rank=scoped_rank,
+            similarity=optional_float(similarity),
+        )
+
+    return read
+
+
+MEMORY_FIELDS = tuple(f.name for f in fields(Memory))
+_METADATA, _IMPORTANCE = MEMORY_FIELDS.index("metadata"), MEMORY_FIELDS.index("importance")
+MEMORY = _exactly(
+    Columns(
+        {
+            "id": "m.id::text",
+            "user_id": "m.user_id",
+            "namespace": "m.namespace",
+            "key": "m.key",
+            "content": "m.content",
+            "context": "m.context",
+            "metadata": "m.metadata",
+            "importance": "m.importance",
+            "embedded": "m.embedding IS NOT NULL",
+            "observed_at": "m.observed_at",
+            "created_at": "m.created_at",
+            "updated_at": "m.updated_at",
+            "last_accessed_at": "m.last_accessed_at",
+            "access_count": "m.access_count",
+            "expires_at": "m.expires_at",
+            "version": "m.version",
+            "kind": "m.kind",
+        }
+    ),
+    Memory,
+)
+EVENT = _exactly(
+    Columns(
+        {
+            "id": "id",
+            "memory_id": "memory_id::text",
+            "op": "op",
+            "old_content": "old_content",
+            "new_content": "new_content",
+            "old_context": "old_context",
+            "new_context": "new_context",
+            "version": "version",
+            "actor": "actor",
+            "request_id": "request_id",
+            "superseded_at": "superseded_at",
+            "merged_into": "merged_into::text",
+            "created_at": "created_at",
+        }
+    ),
+    MemoryEvent,
+)
+read_memory = _MemoryReader(MEMORY)
+
+
+def read_event(row: Sequence[Any]) -> MemoryEvent:
+    return MemoryEvent(**EVENT.read(row))

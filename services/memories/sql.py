@@ -1,62 +1,19 @@
 """Every SQL statement of the memory store and of the dedup merge, by name.
 
-Select lists are ``Columns``: each expression under the name of the record field it fills,
-so rows are read by name. Statements are parameterised (``%s``); the only text put into
-them is fixed here (the text search configuration, the fusion constant).
+Select lists are ``Columns`` (``records.MEMORY`` and ``records.EVENT`` are the records'
+own): each expression under the name of the field it fills, so rows are read by name.
+Statements are parameterised (``%s``); the only text put into them is fixed here (the
+text search configuration, the fusion constant).
 """
 
 from __future__ import annotations
 
 from services import lexical
-from services.memories.records import Columns, Memory, MemoryEvent, check_columns
+from services.memories.records import EVENT, MEMORY, Columns
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 _CONFIG = lexical.TEXT_SEARCH_CONFIG
 
-MEMORY = check_columns(
-    Columns(
-        {
-            "id": "m.id::text",
-            "user_id": "m.user_id",
-            "namespace": "m.namespace",
-            "key": "m.key",
-            "content": "m.content",
-            "context": "m.context",
-            "metadata": "m.metadata",
-            "importance": "m.importance",
-            "embedded": "m.embedding IS NOT NULL",
-            "observed_at": "m.observed_at",
-            "created_at": "m.created_at",
-            "updated_at": "m.updated_at",
-            "last_accessed_at": "m.last_accessed_at",
-            "access_count": "m.access_count",
-            "expires_at": "m.expires_at",
-            "version": "m.version",
-            "kind": "m.kind",
-        }
-    ),
-    Memory,
-)
-EVENT = check_columns(
-    Columns(
-        {
-            "id": "id",
-            "memory_id": "memory_id::text",
-            "op": "op",
-            "old_content": "old_content",
-            "new_content": "new_content",
-            "old_context": "old_context",
-            "new_context": "new_context",
-            "version": "version",
-            "actor": "actor",
-            "request_id": "request_id",
-            "superseded_at": "superseded_at",
-            "merged_into": "merged_into::text",
-            "created_at": "created_at",
-        }
-    ),
-    MemoryEvent,
-)
 ALIVE = "(m.expires_at IS NULL OR m.expires_at > now())"
 # One user's namespace, narrowed by a metadata filter and a kind (NULL: every kind).
 SCOPE = (

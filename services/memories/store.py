@@ -36,9 +36,10 @@ from services.memories.records import (
     SearchMode,
     StoreLimits,
     Written,
-    memory_from,
-    ranked_memory,
-    search_hit,
+    ranked_reader,
+    read_event,
+    read_memory,
+    search_hit_reader,
 )
 from services.memories.validation import (
     check_content,
@@ -245,7 +246,7 @@ class MemoryStore:
                 row = tx.one(sql.GET, [merged_into, user_id])
                 if row is None:
                     raise NotFound(f"memory {memory_id} not found", "memory_id")
-        return memory_from(sql.MEMORY.read(row))
+        return read_memory(row)
 
     def list(
         self,
@@ -269,7 +270,7 @@ class MemoryStore:
                 sql.LIST,
                 [user_id, namespace, namespace, kind, kind, after, after, before_id, limit + 1],
             )
-        items = [memory_from(sql.MEMORY.read(row)) for row in rows[:limit]]
+        items = [read_memory(row) for row in rows[:limit]]
         next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
         return Page(items, next_cursor)
 
@@ -281,7 +282,7 @@ class MemoryStore:
             rows = tx.execute(sql.HISTORY, [user_id, memory_id])
         if not rows:
             raise NotFound(f"memory {memory_id} not found", "memory_id")
-        return [MemoryEvent(**sql.EVENT.read(row)) for row in rows]
+        return [read_event(row) for row in rows]
 
     def check_query(self, user_id: str, namespace: str, query: Any) -> None:
         check_id(user_id, "user_id")
@@ -315,7 +316,7 @@ class MemoryStore:
         params = [vector_text, lexical.query(lexical_text), user_id, namespace, "{}", kind,
                   kind, candidates, scope_json, scope_json, candidates, candidates]  # fmt: skip
         rows = self.pool.read(sql.RANK, params, user_id)
-        return [ranked_memory(sql.RANK_ROW.read(row)) for row in rows]
+        return [_read_ranked(row) for row in rows]
 
     def record_access(self, ids: Iterable[str]) -> None:
         """Count hits for the batched access statistics (written by the background loop)."""
@@ -366,7 +367,7 @@ class MemoryStore:
                     tx.execute("SET LOCAL hnsw.iterative_scan = 'relaxed_order'")
                 rows = tx.execute(sql.search(large), params(large))
         ideal = sql.ideal_score(mode)
-        hits = [search_hit(sql.SEARCH_ROW.read(row), ideal) for row in rows]
+        hits = [_read_hit(row, ideal) for row in rows]
         self._access.record(hit.memory.id for hit in hits)
         return hits
 
@@ -389,4 +390,6 @@ class MemoryStore:
         return int(bounded) > self.limits.hnsw_min_rows
 
 
+_read_hit = search_hit_reader(sql.SEARCH_ROW)
+_read_ranked = ranked_reader(sql.RANK_ROW)
 _EVENT_TEXTS = ("id", "key", "content", "context")  # the text arrays of sql.BULK_EVENTS

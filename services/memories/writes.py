@@ -17,7 +17,7 @@ from services.db import Tx
 from services.embeddings import to_pgvector
 from services.errors import Conflict
 from services.memories import sql
-from services.memories.records import Memory, NewMemory, Written, memory_from
+from services.memories.records import Memory, NewMemory, Written, read_memory
 from services.memories.validation import (
     check_content,
     check_id,
@@ -76,14 +76,14 @@ def insert(tx: Tx, user_id: str, namespace: str, item: NewMemory) -> Memory | No
             item.kind,
         ],
     )
-    return memory_from(sql.MEMORY.read(row)) if row else None
+    return read_memory(row) if row else None
 
 
 def retire_expired(tx: Tx, user_id: str, namespace: str, key: str, request_id: str | None) -> None:
     """Delete the expired memory still holding ``key``, with its DELETE event."""
     row = tx.one(sql.RETIRE_EXPIRED, [user_id, namespace, key])
     if row:
-        expired = memory_from(sql.MEMORY.read(row))
+        expired = read_memory(row)
         record_event(tx, expired, "DELETE", expired, None, "expiry", request_id)
 
 
@@ -121,12 +121,12 @@ def record_event(
 
 def lock_by_id(tx: Tx, user_id: str, memory_id: str) -> Memory | None:
     row = tx.one(sql.LOCK_BY_ID, [memory_id, user_id])
-    return memory_from(sql.MEMORY.read(row)) if row else None
+    return read_memory(row) if row else None
 
 
 def lock_by_key(tx: Tx, user_id: str, namespace: str, key: str) -> Memory | None:
     row = tx.one(sql.LOCK_BY_KEY, [user_id, namespace, key])
-    return memory_from(sql.MEMORY.read(row)) if row else None
+    return read_memory(row) if row else None
 
 
 def insert_or_lock(
@@ -190,7 +190,7 @@ def update(
             current.id,
         ],
     )
-    updated = memory_from(sql.MEMORY.read(row))
+    updated = read_memory(row)
     record_event(tx, updated, "UPDATE", current, updated, actor, request_id)
     return Written(updated, "UPDATE")
 
