@@ -32,7 +32,8 @@ from services.config import Settings  # noqa: E402
 from services.db import open_pool  # noqa: E402
 from services.embeddings import CachedQueryEmbedder, LocalEmbedder, embedding_spec  # noqa: E402
 from services.llm import AnthropicProvider, OfflineProvider, Router  # noqa: E402
-from services.memories import MemoryStore, NewMemory  # noqa: E402
+from services.memories.records import NewMemory  # noqa: E402
+from services.memories.store import MemoryStore  # noqa: E402
 from services.migrate import migrate  # noqa: E402
 from services.threads import ThreadStore  # noqa: E402
 from services.usage import UsageRecorder  # noqa: E402

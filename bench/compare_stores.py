@@ -118,7 +118,8 @@ from bench.store_bench import (  # noqa: E402
 )
 from services.config import Settings  # noqa: E402
 from services.db import embedded_socket, open_pool, start_embedded_server  # noqa: E402
-from services.memories import MemoryStore, NewMemory  # noqa: E402
+from services.memories.records import NewMemory  # noqa: E402
+from services.memories.store import MemoryStore  # noqa: E402
 from services.migrate import migrate  # noqa: E402
 
 SYSTEMS = ("ours_vector", "ours_hybrid", "langgraph", "mem0")

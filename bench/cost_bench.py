@@ -32,7 +32,8 @@ from services.embeddings import CachedQueryEmbedder, LocalEmbedder, embedding_sp
 from services.llm import AnthropicProvider, OfflineProvider, Router
 from services.llm.common import Usage
 from services.llm.pricing import cost_usd
-from services.memories import MemoryStore, NewMemory
+from services.memories.records import NewMemory
+from services.memories.store import MemoryStore
 from services.migrate import migrate
 from services.threads import ThreadStore
 from services.usage import UsageRecorder

@@ -43,7 +43,8 @@ from services.archive import LocalArchive
 from services.config import Settings
 from services.db import Pool, open_pool
 from services.embeddings import LOCAL_MODEL, LocalEmbedder
-from services.memories import MemoryStore, NewMemory
+from services.memories.records import NewMemory
+from services.memories.store import MemoryStore
 from services.migrate import migrate
 from services.outbox import BackgroundWorker, drain
 from services.progress import reporter

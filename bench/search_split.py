@@ -23,7 +23,7 @@ from bench.store_bench import Latency, _latency, random_unit_vectors
 from services.config import Settings
 from services.db import open_pool
 from services.embeddings import LocalEmbedder
-from services.memories import MemoryStore
+from services.memories.store import MemoryStore
 from services.pgwire import vector_binary
 
 OUT = Path(__file__).resolve().parent / "out"

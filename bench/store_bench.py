@@ -30,7 +30,8 @@ from bench.lifetime import Run, cleanup
 from services.config import Settings
 from services.db import Pool, open_pool
 from services.embeddings import LocalEmbedder
-from services.memories import MemoryStore, NewMemory
+from services.memories.records import NewMemory
+from services.memories.store import MemoryStore
 from services.migrate import migrate
 from services.outbox import drain
 from services.progress import reporter

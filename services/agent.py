@@ -54,7 +54,9 @@ from services.llm.common import (
 )
 from services.llm.offline import PROVIDER as OFFLINE
 from services.llm.pricing import cost_usd, price_for
-from services.memories import Memory, MemoryStore, NewMemory, SearchHit, check_id
+from services.memories.records import Memory, NewMemory, SearchHit
+from services.memories.store import MemoryStore
+from services.memories.validation import check_id
 from services.retrieval import retrieve
 from services.threads import MAX_MESSAGE_CHARS, ChatMessage, ThreadStore, new_thread_id
 from services.usage import UsageRecord

@@ -28,7 +28,7 @@ from typing import Any
 
 from services.db import Pool
 from services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from services.memories import check_id
+from services.memories.validation import check_id
 from services.oidc import CertCache, http_certs_fetcher
 
 KEY_PREFIX = "mak_"

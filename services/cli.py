@@ -17,7 +17,7 @@ from typing import Any, Protocol, TextIO
 
 from services.agent import Agent
 from services.errors import AppError
-from services.memories import MemoryStore
+from services.memories.store import MemoryStore
 
 PROMPT = "you> "
 

@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
+from services.limits import MAX_CONTENT_CHARS
+
 SECRET_PREFIX = "sm://"
 
 SecretResolver = Callable[[str], str]
@@ -50,7 +52,7 @@ class Settings:
     embed_threads: int = 1
     # Memory store
     dedup_threshold: float = 0.0
-    max_content_chars: int = 4000
+    max_content_chars: int = MAX_CONTENT_CHARS
     hnsw_index: bool = False
     hnsw_min_rows: int = 5000
     # Background functions (embed_memories, apply_retention): see docs/FUNCTIONS.md.

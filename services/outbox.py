@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from services.db import Pool, text_array
-from services.dedup import MergeRule, merge_duplicates
 from services.embeddings import Embedder, to_pgvector
+from services.limits import MAX_METADATA_BYTES
 from services.llm.common import Usage
 from services.llm.pricing import price_for
-from services.memories import MAX_METADATA_BYTES
+from services.memories.dedup import MergeRule, merge_duplicates
 from services.usage import UsageRecord, UsageRecorder
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from typing import Any
 from services.archive import Archive, subject_hash, user_prefix
 from services.db import Pool, Tx, text_array
 from services.errors import NotFound
-from services.memories import check_id, check_uuid
+from services.memories.validation import check_id, check_uuid
 from services.threads import ThreadStore
 
 log = logging.getLogger(__name__)

@@ -60,7 +60,7 @@ from services.llm.common import (
     collect,
 )
 from services.llm.offline import PROVIDER as OFFLINE
-from services.memories import MemoryStore
+from services.memories.store import MemoryStore
 from services.retrieval import retrieve
 from services.usage import UsageRecord
 

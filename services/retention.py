@@ -39,7 +39,7 @@ from services.archive import Archive, user_prefix
 from services.config import Settings
 from services.db import Pool, Tx
 from services.errors import InvalidInput
-from services.memories import check_id, check_uuid
+from services.memories.validation import check_id, check_uuid
 from services.privacy import process_deletion_requests
 from services.threads import ThreadStore, remember_purges, retry_cache_purges
 

@@ -44,15 +44,9 @@ from typing import Any
 from services import lexical
 from services.embeddings import EmbeddingError
 from services.errors import InvalidInput
-from services.memories import (
-    DEFAULT_NAMESPACE,
-    Kind,
-    MemoryStore,
-    RankedMemory,
-    SearchHit,
-    check_limit,
-    check_metadata,
-)
+from services.memories.records import DEFAULT_NAMESPACE, Kind, RankedMemory, SearchHit
+from services.memories.store import MemoryStore
+from services.memories.validation import check_limit, check_metadata
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from services.embeddings import (
 )
 from services.errors import DatabaseUnavailable
 from services.llm.factory import WarmingRouter, build_router
-from services.memories import MemoryStore, StoreLimits
+from services.memories.records import StoreLimits
+from services.memories.store import MemoryStore
 from services.migrate import migrate
 from services.outbox import BackgroundWorker, drain
 from services.privacy import process_deletion_requests

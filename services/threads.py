@@ -22,7 +22,7 @@ from typing import Any
 
 from services.db import Pool, Tx, text_array
 from services.errors import InvalidInput, NotFound
-from services.memories import check_id, check_limit
+from services.memories.validation import check_id, check_limit
 
 log = logging.getLogger(__name__)
 

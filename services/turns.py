@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.memories import NewMemory
+from services.memories.records import NewMemory
 
 # ---- indexing --------------------------------------------------------------------------------
 

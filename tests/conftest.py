@@ -14,7 +14,7 @@ import pytest
 from services.config import Settings
 from services.db import Pool, embedded_socket, open_pool, start_embedded_server
 from services.embeddings import CachedQueryEmbedder, LocalEmbedder, embedding_spec
-from services.memories import MemoryStore
+from services.memories.store import MemoryStore
 from services.migrate import migrate
 from services.runtime import connect_redis
 from tests.fakes.llm_server import FakeLLMServer

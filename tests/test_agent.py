@@ -500,7 +500,7 @@ class PaidNameEmbedder:
 
 
 def test_paid_query_embeddings_get_a_usage_row(fake, pool, embedder, threads, usage):
-    from services.memories import MemoryStore
+    from services.memories.store import MemoryStore
 
     store = MemoryStore(pool, PaidNameEmbedder(embedder))
     router = Router(providers(fake, ("openai",)), fallback=OfflineProvider())

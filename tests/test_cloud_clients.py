@@ -21,7 +21,7 @@ from google.api_core.exceptions import RetryError
 
 from services.archive import GcsArchive, make_archive, user_prefix
 from services.config import Settings
-from services.memories import MemoryStore
+from services.memories.store import MemoryStore
 from services.publisher import MAX_IDS_PER_MESSAGE, PubSubPublisher, make_publisher
 from services.retention import (
     RetentionJob,

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.quality import dedup as calibration
-from services.dedup import MergeRule, normalise, same_statement, wording
 from services.embeddings import DUPLICATE_THRESHOLDS
+from services.memories.dedup import MergeRule, normalise, same_statement, wording
 from services.outbox import drain
 from tests.processes import unique_user
 
@@ -122,7 +122,7 @@ def test_a_merge_never_loses_an_acknowledged_write(store, pool, embedder, writes
 
 @pytest.mark.parametrize("kind", ["episode"])
 def test_episodes_never_merge(store, pool, embedder, kind):
-    from services.memories import NewMemory
+    from services.memories.records import NewMemory
 
     user = unique_user("episodes")
     store.add_many(user, [NewMemory("Thanks!", kind=kind), NewMemory("Thanks!", kind=kind)])

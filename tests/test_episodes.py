@@ -13,7 +13,7 @@ from services.agent import Agent, AgentConfig
 from services.archive import LocalArchive
 from services.db import APP_ROLE, open_pool
 from services.llm import AnthropicProvider, OfflineProvider, RetryPolicy, Router
-from services.memories import MemoryStore
+from services.memories.store import MemoryStore
 from services.outbox import drain
 from services.retention import RetentionJob, RetentionPolicy, run_retention
 from services.retrieval import retrieve

@@ -24,7 +24,7 @@ import pytest
 from functions.common import ProcessRuntime
 from services.archive import LocalArchive
 from services.embeddings import EmbeddingError
-from services.memories import MemoryStore
+from services.memories.store import MemoryStore
 from services.runtime import Runtime
 from services.threads import ThreadStore
 from tests.processes import free_port, unique_user

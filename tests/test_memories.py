@@ -9,7 +9,7 @@ import pytest
 
 from services.embeddings import duplicate_threshold
 from services.errors import Conflict, InvalidInput, NotFound
-from services.memories import NewMemory
+from services.memories.records import NewMemory
 from services.outbox import drain
 from tests.processes import unique_user
 

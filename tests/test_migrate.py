@@ -120,7 +120,8 @@ def test_the_opt_in_hnsw_index_is_created_and_dropped(fresh_url):
 def test_a_namespace_above_the_hnsw_threshold_is_searched_through_the_index(fresh_url, embedder):
     import numpy as np
 
-    from services.memories import MemoryStore, NewMemory, StoreLimits
+    from services.memories.records import NewMemory, StoreLimits
+    from services.memories.store import MemoryStore
 
     pool = open_pool(Settings(database_url=fresh_url))
     try:

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from services.embeddings import EmbeddingError
-from services.memories import NewMemory
+from services.memories.records import NewMemory
 from services.outbox import drain
 from tests.processes import unique_user
 

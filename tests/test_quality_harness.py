@@ -13,8 +13,8 @@ import pytest
 from bench.quality import locomo, make_synthetic
 from services import retrieval, turns
 from services.config import Settings
-from services.dedup import normalise
 from services.llm.factory import build_router
+from services.memories.dedup import normalise
 from tests.fakes.llm_server import FakeLLMServer, Reply
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -16,7 +16,7 @@ import pytest
 from services.agent import Agent
 from services.config import Settings
 from services.llm import AnthropicProvider, OfflineProvider, OpenAIProvider, RetryPolicy, Router
-from services.memories import MemoryStore
+from services.memories.store import MemoryStore
 from services.reflection import ReflectionConfig, Reflector
 from services.runtime import Runtime
 from services.threads import ChatMessage, ThreadStore

@@ -12,7 +12,7 @@ import redis as redis_lib
 from services.archive import LocalArchive, user_prefix
 from services.config import Settings
 from services.errors import InvalidInput, NotFound
-from services.memories import MemoryStore
+from services.memories.store import MemoryStore
 from services.outbox import drain
 from services.privacy import request_deletion
 from services.retention import (

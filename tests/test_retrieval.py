@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from services import retrieval
 from services.errors import InvalidInput
-from services.memories import Memory, NewMemory, RankedMemory
+from services.memories.records import Memory, NewMemory, RankedMemory
 from services.outbox import drain
 from tests.processes import unique_user
 
@@ -218,7 +218,7 @@ def test_facts_and_episodes_are_searched_together_or_apart(store, pool, embedder
 
 def test_the_query_is_found_by_words_when_the_embedder_is_down(store, loaded):
     from services.embeddings import EmbeddingError
-    from services.memories import MemoryStore
+    from services.memories.store import MemoryStore
 
     class Down:
         model, dim = store.embedder.model, store.embedder.dim

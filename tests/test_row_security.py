@@ -8,7 +8,7 @@ import pytest
 from pg8000.exceptions import DatabaseError
 
 from services.db import APP_ROLE, JOBS_ROLE, open_pool
-from services.memories import MemoryStore
+from services.memories.store import MemoryStore
 from services.threads import ChatMessage, ThreadStore
 from tests.processes import unique_user
 

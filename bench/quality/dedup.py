@@ -5,7 +5,7 @@
 
 Each pair of bench/quality/dedup_pairs.jsonl (English and Chinese, labelled ``same`` where a
 person would call the two the same statement) is embedded with the deployment's embedding
-model, as the outbox embeds memories, and judged by ``services.dedup.same_statement``, the
+model, as the outbox embeds memories, and judged by ``services.memories.dedup.same_statement``, the
 function the outbox calls. Printed: the precision and recall of merging at the configured
 rule, per language, then a grid of similarity and word-overlap thresholds, and the distinct
 pairs the rule would merge (each one a write that would be lost).
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from services.dedup import MergeRule, same_statement
 from services.embeddings import DEFAULT_DUPLICATE_THRESHOLD, DUPLICATE_THRESHOLDS, Embedder
+from services.memories.dedup import MergeRule, same_statement
 
 PAIRS = Path(__file__).resolve().parent / "dedup_pairs.jsonl"
 

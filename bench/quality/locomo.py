@@ -64,7 +64,7 @@ from services import lexical, retrieval
 from services.db import Pool
 from services.embeddings import Embedder
 from services.llm.common import ChatRequest, Message
-from services.memories import MemoryStore
+from services.memories.store import MemoryStore
 from services.outbox import drain
 from services.turns import Turn
 

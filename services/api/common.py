@@ -13,7 +13,8 @@ from services.api import edge
 from services.api.openapi import validate_body
 from services.auth import Principal
 from services.errors import InvalidInput
-from services.memories import Memory, MemoryEvent
+from services.limits import MAX_CONTENT_CHARS
+from services.memories.records import Memory, MemoryEvent
 from services.runtime import Runtime
 from services.threads import Thread
 
@@ -60,7 +61,9 @@ def query_number(name: str, default: float, low: float, high: float) -> float:
     return value
 
 
-def query_text(name: str, default: str | None = None, max_chars: int = 4000) -> str | None:
+def query_text(
+    name: str, default: str | None = None, max_chars: int = MAX_CONTENT_CHARS
+) -> str | None:
     value = request.args.get(name, default)
     if value is not None and (len(value) > max_chars or "\x00" in value):
         raise InvalidInput(f"{name} is too long or contains NUL", name)

@@ -19,7 +19,9 @@ from services.api.common import (
     runtime,
 )
 from services.errors import InvalidInput
-from services.memories import DEFAULT_NAMESPACE, Kind, check_kind, check_time
+from services.limits import MAX_CURSOR_CHARS, MAX_ID_CHARS, MAX_PAGE_LIMIT
+from services.memories.records import DEFAULT_NAMESPACE, Kind
+from services.memories.validation import check_kind, check_time
 from services.retention import restore_archived
 from services.retrieval import retrieve
 
@@ -30,9 +32,9 @@ bp = Blueprint("memories", __name__)
 def list_memories():
     page = runtime().memories.list(
         caller().user_id,
-        namespace=query_text("namespace", DEFAULT_NAMESPACE, 256),
-        limit=query_int("limit", 50, 1, 200),
-        cursor=query_text("cursor", None, 512),
+        namespace=query_text("namespace", DEFAULT_NAMESPACE, MAX_ID_CHARS),
+        limit=query_int("limit", 50, 1, MAX_PAGE_LIMIT),
+        cursor=query_text("cursor", None, MAX_CURSOR_CHARS),
         kind=query_kind("fact"),
     )
     return {"items": [memory_json(m) for m in page.items], "next_cursor": page.next_cursor}
@@ -46,8 +48,8 @@ def search_memories():
     mode = query_text("mode", None, 16)
     kind = query_kind(None)
     arguments = dict(
-        namespace=query_text("namespace", DEFAULT_NAMESPACE, 256),
-        limit=query_int("limit", 10, 1, 200),
+        namespace=query_text("namespace", DEFAULT_NAMESPACE, MAX_ID_CHARS),
+        limit=query_int("limit", 10, 1, MAX_PAGE_LIMIT),
         metadata_filter=query_json_object("filter"),
         kind=kind,
     )

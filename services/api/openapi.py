@@ -13,6 +13,13 @@ from jsonschema import Draft202012Validator
 
 from services.api.docs import ASSETS as DOCS_ASSETS
 from services.errors import InvalidInput
+from services.limits import (
+    MAX_CONTENT_CHARS,
+    MAX_CURSOR_CHARS,
+    MAX_ID_CHARS,
+    MAX_JSON_ITEMS,
+    MAX_PAGE_LIMIT,
+)
 
 # The patterns say what the store enforces: no NUL in text, no control characters in ids,
 # and something other than whitespace in whatever must not be empty. Only whitespace may
@@ -22,17 +29,17 @@ from services.errors import InvalidInput
 NOT_BLANK = "^\\s*[^\\s\\u0000][^\\u0000]*$"
 NO_NUL = "^[^\\u0000]*$"
 ID_CHARS = "^[^\\S\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"
-TEXT = {"type": "string", "minLength": 1, "maxLength": 4000, "pattern": NOT_BLANK}
-CONTEXT = {"type": "string", "maxLength": 4000, "pattern": NO_NUL}
-ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": ID_CHARS}
+TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_CONTENT_CHARS, "pattern": NOT_BLANK}
+CONTEXT = {"type": "string", "maxLength": MAX_CONTENT_CHARS, "pattern": NO_NUL}
+ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": ID_CHARS}
 THREAD_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 TIME = {"type": "string", "format": "date-time"}
 KIND = {"type": "string", "enum": ["fact", "episode"]}
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 METADATA = {
     "type": "object",
-    "maxProperties": 64,
-    "propertyNames": {"maxLength": 256, "pattern": NO_NUL},
+    "maxProperties": MAX_JSON_ITEMS,
+    "propertyNames": {"maxLength": MAX_ID_CHARS, "pattern": NO_NUL},
     "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
 }
 
@@ -41,12 +48,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "Any JSON value without NUL characters (PostgreSQL jsonb refuses them)",
         "anyOf": [
             {"type": ["number", "boolean", "null"]},
-            {"type": "string", "maxLength": 4000, "pattern": NO_NUL},
-            {"type": "array", "maxItems": 64, "items": {"$ref": "#/components/schemas/JsonValue"}},
+            {"type": "string", "maxLength": MAX_CONTENT_CHARS, "pattern": NO_NUL},
+            {
+                "type": "array",
+                "maxItems": MAX_JSON_ITEMS,
+                "items": {"$ref": "#/components/schemas/JsonValue"},
+            },
             {
                 "type": "object",
-                "maxProperties": 64,
-                "propertyNames": {"maxLength": 256, "pattern": NO_NUL},
+                "maxProperties": MAX_JSON_ITEMS,
+                "propertyNames": {"maxLength": MAX_ID_CHARS, "pattern": NO_NUL},
                 "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
             },
         ],
@@ -628,8 +639,8 @@ def _openai(operation: dict[str, Any]) -> dict[str, Any]:
     return operation
 
 
-LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})
-NAMESPACE = _query("namespace", {"type": "string", "minLength": 1, "maxLength": 256})
+LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_LIMIT})
+NAMESPACE = _query("namespace", {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS})
 MEMORY_ID = _path("memory_id", {"type": "string", "format": "uuid"})
 THREAD_ID_SCHEMA = {"type": "string", "pattern": THREAD_ID_PATTERN}
 THREAD_HEADER = "X-Thread-Id"
@@ -686,7 +697,7 @@ PATHS: dict[str, dict[str, Any]] = {
             params=[
                 LIMIT,
                 NAMESPACE,
-                _query("cursor", {"type": "string", "maxLength": 512}),
+                _query("cursor", {"type": "string", "maxLength": MAX_CURSOR_CHARS}),
                 _query("kind", {"type": "string", "enum": ["fact", "episode", "all"]}),
             ],
         ),
@@ -703,7 +714,9 @@ PATHS: dict[str, dict[str, Any]] = {
             "Search: the retrieval pipeline the agent uses, or one raw ranking (mode)",
             "SearchResults",
             params=[
-                _query("q", {"type": "string", "minLength": 1, "maxLength": 4000}, True),
+                _query(
+                    "q", {"type": "string", "minLength": 1, "maxLength": MAX_CONTENT_CHARS}, True
+                ),
                 LIMIT,
                 NAMESPACE,
                 _query("mode", {"type": "string", "enum": ["hybrid", "vector", "lexical"]}),

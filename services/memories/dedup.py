@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.db import Tx
+from services.memories import sql
 
 MERGED_KEY = "merged"  # metadata key holding what was folded into a memory
 MAX_NEIGHBOURS = 5  # near neighbours checked against the rule per new memory
@@ -101,46 +102,6 @@ def same_speaker(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a.get("speaker") == b.get("speaker")
 
 
-_PENDING_SQL = """
-    SELECT m.id::text, m.user_id, m.namespace, m.content, m.context, m.metadata,
-        m.observed_at, m.created_at, m.expires_at, m.importance
-    FROM memories m WHERE m.id = ANY(%s::uuid[])
-      AND m.dedup_pending AND m.embedding IS NOT NULL
-    ORDER BY m.created_at, m.id
-"""
-# The nearest older live facts of the same user and namespace. The user's rows are
-# materialised first (the per-user btree), as in search, so this never becomes a global
-# vector scan.
-_NEIGHBOURS_SQL = """
-    WITH mine AS MATERIALIZED (
-        SELECT m.id, m.embedding, m.created_at, m.content, m.metadata FROM memories m
-        WHERE m.user_id = %s AND m.namespace = %s AND m.id <> %s AND m.kind = 'fact'
-          AND m.embedding IS NOT NULL AND (m.expires_at IS NULL OR m.expires_at > now())
-    )
-    SELECT mine.id::text, 1 - (mine.embedding <=> self.embedding), mine.content,
-        mine.metadata
-    FROM mine, memories self
-    WHERE self.id = %s AND (mine.created_at, mine.id) < (self.created_at, self.id)
-      AND 1 - (mine.embedding <=> self.embedding) >= %s
-    ORDER BY mine.embedding <=> self.embedding
-    LIMIT %s
-"""
-_FOLD_SQL = """
-    UPDATE memories AS m SET metadata = %s::jsonb,
-        importance = GREATEST(m.importance, %s),
-        expires_at = CASE WHEN m.expires_at IS NULL OR %s::timestamptz IS NULL THEN NULL
-                          ELSE GREATEST(m.expires_at, %s::timestamptz) END,
-        updated_at = now(), version = m.version + 1
-    WHERE m.id = %s
-    RETURNING m.id::text, m.user_id, m.namespace, m.key, m.content, m.context, m.version
-"""
-_EVENT_SQL = """
-    INSERT INTO memory_events (memory_id, user_id, namespace, key, op, old_content,
-        new_content, old_context, new_context, version, actor, merged_into)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'merge', %s)
-"""
-
-
 def merge_duplicates(
     tx: Tx, memory_ids: Sequence[str], rule: MergeRule, max_metadata_bytes: int
 ) -> int:
@@ -150,54 +111,65 @@ def merge_duplicates(
     returns how many were merged.
     """
     merged = 0
-    for row in tx.execute(_PENDING_SQL, [list(memory_ids)]):
-        new_id, user_id, namespace, content, context, metadata, observed, created = row[:8]
-        expires_at, importance = row[8], float(row[9])
-        metadata = _json(metadata)
-        tx.execute("UPDATE memories SET dedup_pending = false WHERE id = %s", [new_id])
+    for row in tx.execute(sql.PENDING, [list(memory_ids)]):
+        new = sql.PENDING_ROW.read(row)
+        new["metadata"] = _json(new["metadata"])
+        tx.execute(sql.CLEAR_PENDING, [new["id"]])
         neighbours = tx.execute(
-            _NEIGHBOURS_SQL,
-            [user_id, namespace, new_id, new_id, rule.similarity, MAX_NEIGHBOURS],
-        )
+            sql.NEIGHBOURS,
+            [new["user_id"], new["namespace"], new["id"], new["id"], rule.similarity,
+             MAX_NEIGHBOURS],
+        )  # fmt: skip
         target = next(
             (
-                n
-                for n in neighbours
-                if same_speaker(metadata, _json(n[3]))
-                and same_statement(n[2], content, float(n[1]), rule)
+                found
+                for found in map(sql.NEIGHBOUR_ROW.read, neighbours)
+                if same_speaker(new["metadata"], _json(found["metadata"]))
+                and same_statement(
+                    found["content"], new["content"], float(found["similarity"]), rule
+                )
             ),
             None,
         )
-        if target is None:
-            continue
-        entry = {
-            "id": new_id,
-            "content": content,
-            "context": context,
-            "metadata": {k: v for k, v in metadata.items() if k != MERGED_KEY},
-            "observed_at": observed.isoformat(),
-            "created_at": created.isoformat(),
-        }
-        survivor_meta = _json(target[3])
-        folded = [*survivor_meta.get(MERGED_KEY, []), entry, *metadata.get(MERGED_KEY, [])]
-        combined = json.dumps({**survivor_meta, MERGED_KEY: folded})
-        if len(combined) > max_metadata_bytes:
-            continue  # keeping both loses nothing; a truncated merge would
-        survivor = tx.one(_FOLD_SQL, [combined, importance, expires_at, expires_at, target[0]])
-        _, s_user, s_namespace, s_key, s_content, s_context, s_version = survivor
-        tx.execute(
-            _EVENT_SQL,
-            [target[0], s_user, s_namespace, s_key, "UPDATE", s_content, s_content,
-             s_context, s_context, s_version, None],
-        )  # fmt: skip
-        gone = tx.one("DELETE FROM memories WHERE id = %s RETURNING key, version", [new_id])
-        tx.execute(
-            _EVENT_SQL,
-            [new_id, user_id, namespace, gone[0], "MERGED", content, s_content, context,
-             s_context, gone[1], target[0]],
-        )  # fmt: skip
-        merged += 1
+        if target is not None and _fold(tx, new, target, max_metadata_bytes):
+            merged += 1
     return merged
+
+
+def _fold(tx: Tx, new: dict[str, Any], target: dict[str, Any], max_metadata_bytes: int) -> bool:
+    """Fold the ``new`` row into ``target`` (rows read by name); False when the survivor's
+    metadata would outgrow its limit, so both stay."""
+    metadata = new["metadata"]
+    entry = {
+        "id": new["id"],
+        "content": new["content"],
+        "context": new["context"],
+        "metadata": {k: v for k, v in metadata.items() if k != MERGED_KEY},
+        "observed_at": new["observed_at"].isoformat(),
+        "created_at": new["created_at"].isoformat(),
+    }
+    survivor_meta = _json(target["metadata"])
+    folded = [*survivor_meta.get(MERGED_KEY, []), entry, *metadata.get(MERGED_KEY, [])]
+    combined = json.dumps({**survivor_meta, MERGED_KEY: folded})
+    if len(combined) > max_metadata_bytes:
+        return False  # keeping both loses nothing; a truncated merge would
+    expires_at = new["expires_at"]
+    survivor = sql.FOLDED_ROW.read(
+        tx.one(sql.FOLD, [combined, float(new["importance"]), expires_at, expires_at, target["id"]])
+    )
+    tx.execute(
+        sql.MERGE_EVENT,
+        [survivor["id"], survivor["user_id"], survivor["namespace"], survivor["key"], "UPDATE",
+         survivor["content"], survivor["content"], survivor["context"], survivor["context"],
+         survivor["version"], None],
+    )  # fmt: skip
+    gone_key, gone_version = tx.one(sql.DELETE_MERGED, [new["id"]])
+    tx.execute(
+        sql.MERGE_EVENT,
+        [new["id"], new["user_id"], new["namespace"], gone_key, "MERGED", new["content"],
+         survivor["content"], new["context"], survivor["context"], gone_version, target["id"]],
+    )  # fmt: skip
+    return True
 
 
 def _json(value: Any) -> dict[str, Any]:
