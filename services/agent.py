@@ -268,17 +268,6 @@ class TurnFinished(_Event):
 TurnEvent = TurnStarted | TextChunk | MemoryChanged | ToolUsed | TurnError | TurnFinished
 
 
-@dataclass(frozen=True)
-class TurnResult:
-    """The non-streaming form of a turn (see :meth:`Agent.respond`)."""
-
-    text: str
-    final: TurnFinished
-    memory_changes: list[MemoryChanged]
-    tools: list[ToolUsed]
-    errors: list[TurnError]
-
-
 # ---- tools --------------------------------------------------------------------------------
 
 
@@ -440,31 +429,6 @@ class Agent:
             instructions=instructions,
         )
         return self._turn(state)
-
-    def respond(
-        self,
-        user_id: str,
-        thread_id: str | None,
-        message: str,
-        *,
-        request_id: str | None = None,
-    ) -> TurnResult:
-        """The whole turn at once (non-streaming callers)."""
-        changes: list[MemoryChanged] = []
-        tools: list[ToolUsed] = []
-        errors: list[TurnError] = []
-        final: TurnFinished | None = None
-        for event in self.run_turn(user_id, thread_id, message, request_id=request_id):
-            if isinstance(event, MemoryChanged):
-                changes.append(event)
-            elif isinstance(event, ToolUsed):
-                tools.append(event)
-            elif isinstance(event, TurnError):
-                errors.append(event)
-            elif isinstance(event, TurnFinished):
-                final = event
-        assert final is not None
-        return TurnResult(final.text, final, changes, tools, errors)
 
     # ---- the turn -------------------------------------------------------------------------
 
