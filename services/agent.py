@@ -52,12 +52,11 @@ from services.llm.common import (
     Usage,
 )
 from services.llm.offline import PROVIDER as OFFLINE
-from services.llm.pricing import cost_usd, price_for
 from services.memories import Memory, MemoryStore, NewMemory, SearchHit, check_id
 from services.memory_tools import TOOL_SPECS, ToolContext, run_tool_step
 from services.retrieval import retrieve
 from services.threads import MAX_MESSAGE_CHARS, ChatMessage, ThreadStore, new_thread_id
-from services.usage import UsageRecord
+from services.usage import UsageRecord, chat_usage, embedding_usage, estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -545,19 +544,13 @@ class Agent:
             self.memories, state.user_id, query, limit=2 * self.config.top_k, timer=self.timer
         )
         state.embedding_ms = found.embedding_ms
-        embedder = self.memories.embedder
-        if found.query_embedded and _priced(embedder.model):
-            state.usage_records.append(
-                UsageRecord(
-                    user_id=state.user_id,
-                    kind="embedding",
-                    provider="openai",
-                    model=embedder.model,
-                    usage=Usage(input_tokens=estimate_tokens(query)),
-                    latency_ms=found.embedding_ms,
-                    request_id=state.request_id,
-                    thread_id=state.thread_id,
-                )
+        if found.query_embedded:
+            state.usage_records += embedding_usage(
+                self.memories.embedder,
+                [(state.user_id, query)],
+                found.embedding_ms,
+                request_id=state.request_id,
+                thread_id=state.thread_id,
             )
         state.retrieval_ms = self._ms_since(started)
         in_window = {m.seq for m in state.history if m.seq is not None}
@@ -566,19 +559,15 @@ class Agent:
     def _account(self, state: _TurnState, done: Done, latency_ms: float) -> None:
         state.provider, state.model = done.provider, done.model
         state.usage = state.usage + done.usage
-        state.cost += cost_usd(done.model, done.usage).usd
-        state.usage_records.append(
-            UsageRecord(
-                user_id=state.user_id,
-                kind="chat",
-                provider=done.provider,
-                model=done.model,
-                usage=done.usage,
-                latency_ms=latency_ms,
-                request_id=state.request_id,
-                thread_id=state.thread_id,
-            )
+        record = chat_usage(
+            state.user_id,
+            done,
+            latency_ms,
+            request_id=state.request_id,
+            thread_id=state.thread_id,
         )
+        state.cost += record.cost_usd
+        state.usage_records.append(record)
 
     def _persist(self, state: _TurnState) -> TurnError | None:
         started = self.timer()
@@ -703,16 +692,6 @@ def check_message_text(message: Any) -> str:
     if "\x00" in message:
         raise InvalidInput("message contains a NUL character", "message")
     return message
-
-
-def estimate_tokens(text: str) -> int:
-    """A rough count (4 characters a token) for budgets, not for billing."""
-    return len(text) // 4 + 1
-
-
-def _priced(model: str) -> bool:
-    price = price_for(model)
-    return price is not None and price.input > 0
 
 
 def render_memory(memory: Memory) -> str:

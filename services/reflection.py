@@ -44,7 +44,7 @@ from services.llm.common import ChatRequest, Message, NoProviderAvailable, ToolC
 from services.llm.offline import PROVIDER as OFFLINE
 from services.memories import MemoryStore
 from services.memory_tools import TOOL_SPECS, ToolContext, run_tool_step
-from services.usage import UsageRecord
+from services.usage import UsageRecord, chat_usage
 
 log = logging.getLogger(__name__)
 
@@ -325,18 +325,8 @@ class Reflector:
                     outcome.error = "no language model answered (offline fallback)"
                     return
                 outcome.steps += 1
-                records.append(
-                    UsageRecord(
-                        user_id=user_id,
-                        kind="chat",
-                        provider=done.provider,
-                        model=done.model,
-                        usage=done.usage,
-                        latency_ms=(self.timer() - tick) * 1000,
-                        request_id=None,
-                        thread_id=candidate.thread_id,
-                    )
-                )
+                latency_ms = (self.timer() - tick) * 1000
+                records.append(chat_usage(user_id, done, latency_ms, thread_id=candidate.thread_id))
                 calls = completion.tool_calls
                 messages.append(Message("assistant", completion.text, tool_calls=tuple(calls)))
                 if not calls:

@@ -488,7 +488,7 @@ def test_stable_instructions_are_cached_and_the_turn_context_is_not(fake, build)
 class PaidNameEmbedder:
     """The local model under a paid model's name, so the query embedding is metered."""
 
-    model = "text-embedding-3-small"
+    provider, model = "openai", "text-embedding-3-small"
 
     def __init__(self, inner) -> None:
         self.inner, self.dim = inner, inner.dim
