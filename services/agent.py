@@ -41,6 +41,7 @@ from services.config import Settings
 from services.errors import InvalidInput
 from services.llm.common import (
     ChatRequest,
+    Completion,
     Done,
     Message,
     NoProviderAvailable,
@@ -282,17 +283,6 @@ class _Prompt:
     memories_text: list[str]  # the memories as plain lines, for the offline answer
 
 
-@dataclass
-class _Reply:
-    """What one model call gave: its text, tool calls and end (or why it has none)."""
-
-    text: str = ""
-    calls: list[ToolCall] = field(default_factory=list)
-    done: Done | None = None
-    broken: StreamError | None = None
-    error: TurnError | None = None
-
-
 class Agent:
     def __init__(
         self,
@@ -408,23 +398,25 @@ class Agent:
         or ``max_steps`` calls were made; returns the finish reason and the error."""
         for step in range(self.config.max_steps):
             state.steps = step + 1
-            reply = yield from self._model_call(state, prompt)
-            if reply.error is not None:
+            reply, error = yield from self._model_call(state, prompt)
+            if error is not None:
                 if reply.text:
                     state.new_messages.append(ChatMessage("assistant", reply.text))
-                return "error", reply.error
+                return "error", error
             self._keep_answer(state, prompt, reply)
-            if not reply.calls:
+            if not reply.tool_calls:
                 cut_short = reply.done is not None and reply.done.stop_reason == "max_tokens"
                 return ("max_tokens" if cut_short else "stop"), None
-            yield from self._tool_step(state, prompt.messages, reply.calls)
+            yield from self._tool_step(state, prompt.messages, reply.tool_calls)
         self.log.warning(
             "turn %s stopped after %d model calls", state.request_id, self.config.max_steps
         )
         return "max_steps", None
 
-    def _model_call(self, state: _TurnState, prompt: _Prompt) -> Generator[TurnEvent, None, _Reply]:
-        """One model call, its text streamed out as it arrives."""
+    def _model_call(
+        self, state: _TurnState, prompt: _Prompt
+    ) -> Generator[TurnEvent, None, tuple[Completion, TurnError | None]]:
+        """One model call, its text streamed out as it arrives; the error ends the turn."""
         request = ChatRequest(
             system=system_prompt(state.instructions),
             context=prompt.context,
@@ -434,7 +426,7 @@ class Agent:
             memories=prompt.memories_text,
             time_left=self._time_left(state),
         )
-        reply = _Reply()
+        reply, error = Completion(), None
         state.step_text = []
         step_started = self.timer()
         stream = self.router.stream(request)
@@ -447,13 +439,13 @@ class Agent:
                     state.text_parts.append(event.text)
                     yield TextChunk(event.text)
                 elif isinstance(event, ToolCallEvent):
-                    reply.calls.append(event.call)
+                    reply.tool_calls.append(event.call)
                 elif isinstance(event, Done):
                     reply.done = event
                 elif isinstance(event, StreamError):
-                    reply.broken = event
+                    reply.error = event
         except NoProviderAvailable as exc:
-            reply.error = TurnError("llm_unavailable", str(exc))
+            error = TurnError("llm_unavailable", str(exc))
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
@@ -461,13 +453,13 @@ class Agent:
         reply.text = "".join(state.step_text)
         if reply.done is not None:
             self._account(state, reply.done, self._ms_since(step_started))
-        if reply.broken is not None:
-            state.provider, state.model = reply.broken.provider, reply.broken.model
-            reply.error = TurnError(
+        if reply.error is not None:
+            state.provider, state.model = reply.error.provider, reply.error.model
+            error = TurnError(
                 "llm_stream_interrupted",
-                f"the language model's answer was cut off ({reply.broken.error})",
+                f"the language model's answer was cut off ({reply.error.error})",
             )
-        return reply
+        return reply, error
 
     def _timed(self, state: _TurnState, stream: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
         """The stream's events, the time spent waiting for each added to ``llm_ms``."""
@@ -481,10 +473,12 @@ class Agent:
                 state.llm_ms += self._ms_since(tick)
             yield event
 
-    def _keep_answer(self, state: _TurnState, prompt: _Prompt, reply: _Reply) -> None:
+    def _keep_answer(self, state: _TurnState, prompt: _Prompt, reply: Completion) -> None:
         """The step's answer, for the thread (with its token counts) and the next call."""
         usage = reply.done.usage if reply.done else Usage()
-        calls = [{"id": c.id, "name": c.name, "arguments": dict(c.arguments)} for c in reply.calls]
+        calls = [
+            {"id": c.id, "name": c.name, "arguments": dict(c.arguments)} for c in reply.tool_calls
+        ]
         state.new_messages.append(
             ChatMessage(
                 "assistant",
@@ -494,7 +488,7 @@ class Agent:
                 output_tokens=usage.output_tokens,
             )
         )
-        prompt.messages.append(Message("assistant", reply.text, tool_calls=tuple(reply.calls)))
+        prompt.messages.append(Message("assistant", reply.text, tool_calls=tuple(reply.tool_calls)))
 
     def _tool_step(
         self, state: _TurnState, messages: list[Message], calls: Sequence[ToolCall]
