@@ -217,6 +217,19 @@ more there."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prompt = PROMPT if sys.stdin.isatty() else ""
+    if args.command == "chat" and args.url:
+        if not args.key:
+            parser.error("--url needs --key (or MEMORY_AGENT_KEY)")
+        return chat_over_http(args, prompt)
+    if not args.user:
+        parser.error("--user is required without --url")
+    return run_locally(args, prompt)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m services.cli",
         description=DESCRIPTION,
@@ -253,29 +266,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mem.add_argument("--user", required=True, help="the user id")
-    args = parser.parse_args(argv)
-    interactive = sys.stdin.isatty()
-    if args.command == "chat" and args.url:
-        if not args.key:
-            parser.error("--url needs --key (or MEMORY_AGENT_KEY)")
-        try:
-            chat_loop(
-                HttpSession(args.url, args.key),
-                sys.stdin,
-                sys.stdout,
-                thread_id=args.thread,
-                show_memories=args.show_memories,
-                verbose=args.verbose,
-                prompt=PROMPT if interactive else "",
-            )
-        except (KeyboardInterrupt, OSError) as error:
-            if isinstance(error, OSError):
-                print(f"error: cannot reach {args.url}: {error}", file=sys.stderr)
-                return 1
-        return 0
-    if not args.user:
-        parser.error("--user is required without --url")
+    return parser
 
+
+def chat_over_http(args: argparse.Namespace, prompt: str) -> int:
+    """``chat --url``: the chat loop against a running service, as the key's user."""
+    try:
+        chat_loop(
+            HttpSession(args.url, args.key),
+            sys.stdin,
+            sys.stdout,
+            thread_id=args.thread,
+            show_memories=args.show_memories,
+            verbose=args.verbose,
+            prompt=prompt,
+        )
+    except (KeyboardInterrupt, OSError) as error:
+        if isinstance(error, OSError):
+            print(f"error: cannot reach {args.url}: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def run_locally(args: argparse.Namespace, prompt: str) -> int:
+    """``chat`` or ``memories`` in this process, on the configured database and models."""
     from services.config import Settings
     from services.runtime import build_runtime
     from services.telemetry import configure_logging
@@ -300,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             thread_id=args.thread,
             show_memories=args.show_memories,
             verbose=args.verbose,
-            prompt=PROMPT if interactive else "",
+            prompt=prompt,
         )
     except KeyboardInterrupt:
         pass
