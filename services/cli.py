@@ -272,20 +272,24 @@ def build_parser() -> argparse.ArgumentParser:
 def chat_over_http(args: argparse.Namespace, prompt: str) -> int:
     """``chat --url``: the chat loop against a running service, as the key's user."""
     try:
-        chat_loop(
-            HttpSession(args.url, args.key),
-            sys.stdin,
-            sys.stdout,
-            thread_id=args.thread,
-            show_memories=args.show_memories,
-            verbose=args.verbose,
-            prompt=prompt,
-        )
+        chat_in_terminal(HttpSession(args.url, args.key), args, prompt)
     except (KeyboardInterrupt, OSError) as error:
         if isinstance(error, OSError):
             print(f"error: cannot reach {args.url}: {error}", file=sys.stderr)
             return 1
     return 0
+
+
+def chat_in_terminal(session: Session, args: argparse.Namespace, prompt: str) -> None:
+    chat_loop(
+        session,
+        sys.stdin,
+        sys.stdout,
+        thread_id=args.thread,
+        show_memories=args.show_memories,
+        verbose=args.verbose,
+        prompt=prompt,
+    )
 
 
 def run_locally(args: argparse.Namespace, prompt: str) -> int:
@@ -299,23 +303,12 @@ def run_locally(args: argparse.Namespace, prompt: str) -> int:
     configure_logging(settings, level=os.environ.get("LOG_LEVEL") or "WARNING")
     runtime = build_runtime(settings)
     try:
-        if args.command == "memories":
-            print_memories(
-                LocalSession(runtime.agent, runtime.memories, args.user).memories(), sys.stdout
-            )
-            return 0
         assert runtime.agent is not None
-        run_chat(
-            runtime.agent,
-            runtime.memories,
-            args.user,
-            sys.stdin,
-            sys.stdout,
-            thread_id=args.thread,
-            show_memories=args.show_memories,
-            verbose=args.verbose,
-            prompt=prompt,
-        )
+        session = LocalSession(runtime.agent, runtime.memories, args.user)
+        if args.command == "memories":
+            print_memories(session.memories(), sys.stdout)
+            return 0
+        chat_in_terminal(session, args, prompt)
     except KeyboardInterrupt:
         pass
     finally:
