@@ -37,6 +37,7 @@ from services.memories.store import MemoryStore  # noqa: E402
 from services.migrate import migrate  # noqa: E402
 from services.threads import ThreadStore  # noqa: E402
 from services.usage import UsageRecorder  # noqa: E402
+from tests.agent_turns import respond  # noqa: E402
 from tests.fakes.llm_server import FakeLLMServer, Reply, ToolUse  # noqa: E402
 
 TOPICS = [
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace, scope: Run) -> list[Latency]:
         agent = Agent(store, ThreadStore(pool), router, UsageRecorder(pool), config=AgentConfig())
         # warm-up: model load, connections, first queries
         for i in range(3):
-            agent.respond(user, None, f"warm up {i}")
+            respond(agent, user, None, f"warm up {i}")
         thread_id = None
         for i in range(args.turns):
             if i % args.thread_length == 0:
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace, scope: Run) -> list[Latency]:
                     Reply(text="Saved."),
                 )
             topic = TOPICS[(i * 7) % len(TOPICS)]
-            result = agent.respond(user, thread_id, f"Turn {i}: what do you know about {topic}?")
+            result = respond(agent, user, thread_id, f"Turn {i}: what do you know about {topic}?")
             thread_id = result.final.thread_id
             results.append(result.final.latency)
     return results

@@ -37,6 +37,7 @@ from services.memories.store import MemoryStore
 from services.migrate import migrate
 from services.threads import ThreadStore
 from services.usage import UsageRecorder
+from tests.agent_turns import respond
 from tests.fakes.llm_server import FakeLLMServer, Reply, ToolUse
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -104,7 +105,7 @@ def run_config(
             thread_id = None
             for turn in range(turns):
                 scripted_turn(fake, turn + u)
-                result = agent.respond(user, thread_id, MESSAGES[(turn + u) % len(MESSAGES)])
+                result = respond(agent, user, thread_id, MESSAGES[(turn + u) % len(MESSAGES)])
                 thread_id = result.final.thread_id
     with pool.transaction() as tx:
         row = tx.one(

@@ -63,6 +63,18 @@ def create_app(
     app.extensions.update(runtime=runtime, metrics=metrics, authenticator=authenticator)
     for blueprint in (chat.bp, completions.bp, docs.bp, memories.bp, threads.bp, me.bp):
         app.register_blueprint(blueprint)
+    _guard_requests(app, settings, authenticator, limiter)
+    _count_and_log(app, metrics)
+    _service_routes(app, runtime, metrics)
+    _json_errors(app, settings)
+    return app
+
+
+def _guard_requests(
+    app: Flask, settings: Settings, authenticator: Authenticator, limiter: Limiter
+) -> None:
+    """Every request gets an id; all but the public ones are authenticated, rate-limited
+    and have their JSON parsed before a handler runs."""
 
     @app.before_request
     def authenticate_and_limit() -> None:
@@ -88,6 +100,10 @@ def create_app(
         # Before any handler, so bad JSON never reaches one and a stream never starts on it.
         edge.parse_request(request)
 
+
+def _count_and_log(app: Flask, metrics: Metrics) -> None:
+    """Every response is counted, carries the request id and is logged (never a body)."""
+
     @app.after_request
     def count_and_log(response: Response) -> Response:
         started = g.get("started")
@@ -112,6 +128,10 @@ def create_app(
             },
         )
         return response
+
+
+def _service_routes(app: Flask, runtime: Runtime, metrics: Metrics) -> None:
+    """Probes, metrics, the chat page and the OpenAPI document."""
 
     # /healthz is for the container probes; checks through the public URL use /health,
     # because Cloud Run's front end reserves some paths that end in "z".
@@ -144,6 +164,10 @@ def create_app(
     def openapi():
         return document()
 
+
+def _json_errors(app: Flask, settings: Settings) -> None:
+    """Every error leaves as JSON naming the problem; never a stack trace or HTML."""
+
     @app.errorhandler(AppError)
     def app_error(error: AppError):
         response = _error(error.status, error.code, error.message, error.field)
@@ -172,8 +196,6 @@ def create_app(
     def unexpected(error: Exception):
         log.exception("unhandled error in %s %s", request.method, request.path)
         return _error(500, "internal", "internal error; the request id is in X-Request-Id")
-
-    return app
 
 
 _REQUEST_ID = re.compile(r"[!-~]{1,64}")

@@ -217,6 +217,19 @@ more there."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prompt = PROMPT if sys.stdin.isatty() else ""
+    if args.command == "chat" and args.url:
+        if not args.key:
+            parser.error("--url needs --key (or MEMORY_AGENT_KEY)")
+        return chat_over_http(args, prompt)
+    if not args.user:
+        parser.error("--user is required without --url")
+    return run_locally(args, prompt)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m services.cli",
         description=DESCRIPTION,
@@ -253,29 +266,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mem.add_argument("--user", required=True, help="the user id")
-    args = parser.parse_args(argv)
-    interactive = sys.stdin.isatty()
-    if args.command == "chat" and args.url:
-        if not args.key:
-            parser.error("--url needs --key (or MEMORY_AGENT_KEY)")
-        try:
-            chat_loop(
-                HttpSession(args.url, args.key),
-                sys.stdin,
-                sys.stdout,
-                thread_id=args.thread,
-                show_memories=args.show_memories,
-                verbose=args.verbose,
-                prompt=PROMPT if interactive else "",
-            )
-        except (KeyboardInterrupt, OSError) as error:
-            if isinstance(error, OSError):
-                print(f"error: cannot reach {args.url}: {error}", file=sys.stderr)
-                return 1
-        return 0
-    if not args.user:
-        parser.error("--user is required without --url")
+    return parser
 
+
+def chat_over_http(args: argparse.Namespace, prompt: str) -> int:
+    """``chat --url``: the chat loop against a running service, as the key's user."""
+    try:
+        chat_in_terminal(HttpSession(args.url, args.key), args, prompt)
+    except (KeyboardInterrupt, OSError) as error:
+        if isinstance(error, OSError):
+            print(f"error: cannot reach {args.url}: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def chat_in_terminal(session: Session, args: argparse.Namespace, prompt: str) -> None:
+    chat_loop(
+        session,
+        sys.stdin,
+        sys.stdout,
+        thread_id=args.thread,
+        show_memories=args.show_memories,
+        verbose=args.verbose,
+        prompt=prompt,
+    )
+
+
+def run_locally(args: argparse.Namespace, prompt: str) -> int:
+    """``chat`` or ``memories`` in this process, on the configured database and models."""
     from services.config import Settings
     from services.runtime import build_runtime
     from services.telemetry import configure_logging
@@ -285,23 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings, level=os.environ.get("LOG_LEVEL") or "WARNING")
     runtime = build_runtime(settings)
     try:
-        if args.command == "memories":
-            print_memories(
-                LocalSession(runtime.agent, runtime.memories, args.user).memories(), sys.stdout
-            )
-            return 0
         assert runtime.agent is not None
-        run_chat(
-            runtime.agent,
-            runtime.memories,
-            args.user,
-            sys.stdin,
-            sys.stdout,
-            thread_id=args.thread,
-            show_memories=args.show_memories,
-            verbose=args.verbose,
-            prompt=PROMPT if interactive else "",
-        )
+        session = LocalSession(runtime.agent, runtime.memories, args.user)
+        if args.command == "memories":
+            print_memories(session.memories(), sys.stdout)
+            return 0
+        chat_in_terminal(session, args, prompt)
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,7 +1,8 @@
 """Configuration: one immutable Settings object built from the environment.
 
-Every knob the service reads lives here, with its default and meaning in FIELDS (the README
-table is generated from the same list). A value of the form
+Every knob the service reads is a field of ``Settings``, with its default here and its
+meaning in the README's configuration table (``env_names()`` lists the variables; a test
+keeps the table and the fields the same). A value of the form
 ``sm://projects/P/secrets/S/versions/V`` is fetched from Secret Manager when the settings
 are built; the Google client is imported only if such a value is present.
 """

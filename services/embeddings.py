@@ -33,6 +33,7 @@ DEFAULT_DUPLICATE_THRESHOLD = 0.9
 
 
 class Embedder(Protocol):
+    provider: str  # who is paid per call: "local" or "openai"
     model: str
     dim: int
 
@@ -80,6 +81,7 @@ def make_embedder(settings: Settings) -> Embedder:
 class LocalEmbedder:
     """multilingual-e5-small, 4-bit, on the CPU; thread-safe behind a lock."""
 
+    provider = "local"
     model = LOCAL_MODEL
     dim = 384
 
@@ -111,6 +113,7 @@ class OpenAIEmbedder:
 
     def __init__(self, client: Any, model: str, dim: int, max_batch: int = 512) -> None:
         self._client = client
+        self.provider = "openai"
         self.model = model
         self.dim = dim
         self.max_batch = max_batch  # inputs per request; the API allows 2048
@@ -154,6 +157,7 @@ class CachedQueryEmbedder:
 
     def __init__(self, inner: Embedder, size: int = 2048) -> None:
         self.inner = inner
+        self.provider = inner.provider
         self.model = inner.model
         self.dim = inner.dim
         self._size = size

@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from services.db import Pool, text_array
 from services.embeddings import Embedder, to_pgvector
 from services.limits import MAX_METADATA_BYTES
-from services.llm.common import Usage
-from services.llm.pricing import price_for
 from services.memories.dedup import MergeRule, merge_duplicates
-from services.usage import UsageRecord, UsageRecorder
+from services.usage import UsageRecorder, embedding_usage
 
 log = logging.getLogger(__name__)
 
@@ -71,36 +69,10 @@ def embed_pending(
         rule = MergeRule(similarity=duplicate_threshold)
         merged = merge_duplicates(tx, ids, rule, MAX_METADATA_BYTES)
         spent = [(row[3], text) for row, text in zip(rows, texts)]
-        UsageRecorder(pool).record_in(tx, embedding_usage(embedder, spent, elapsed_ms))
+        reported = getattr(embedder, "last_usage_tokens", 0)
+        rows = embedding_usage(embedder, spent, elapsed_ms, reported_tokens=reported)
+        UsageRecorder(pool).record_in(tx, rows)
     return OutboxRun(len(ids), merged)
-
-
-def embedding_usage(
-    embedder: Embedder, texts_by_user: Sequence[tuple[str, str]], latency_ms: float
-) -> list[UsageRecord]:
-    """One usage row per user of a paid embedding batch, the batch's tokens shared out by
-    text length (the provider reports one count for the whole batch)."""
-    price = price_for(embedder.model)
-    if price is None or price.input <= 0:
-        return []  # the local model costs nothing per call
-    reported = getattr(embedder, "last_usage_tokens", 0) or sum(
-        len(text) // 4 + 1 for _, text in texts_by_user
-    )
-    chars: dict[str, int] = {}
-    for user_id, text in texts_by_user:
-        chars[user_id] = chars.get(user_id, 0) + len(text) + 1
-    total = sum(chars.values())
-    return [
-        UsageRecord(
-            user_id=user_id,
-            kind="embedding",
-            provider="openai",
-            model=embedder.model,
-            usage=Usage(input_tokens=max(1, round(reported * share / total))),
-            latency_ms=latency_ms * share / total,
-        )
-        for user_id, share in chars.items()
-    ]
 
 
 def drain(

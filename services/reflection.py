@@ -6,9 +6,9 @@ sweep (``embed_memories``) runs :meth:`Reflector.run`: for each such thread, old
 the model is shown the turns not reviewed yet (as a transcript) and the user's saved
 memories, and answers with the agent's own tools (``upsert_memory`` to add or correct,
 ``delete_memory`` to drop what the conversation says is no longer true, ``search_memory`` to
-look beyond the memories shown). The calls are validated with the agent's
-:func:`~services.agent.tool_arguments` and executed for the thread's owner only; a bad call
-gets an error result and touches nothing.
+look beyond the memories shown). The calls run through the same tool step as in chat
+(:mod:`services.memory_tools`, its arguments checked against each tool's schema) for the
+thread's owner only; a bad call gets an error result and touches nothing.
 
 Bookkeeping lives on the ``threads`` row (migration 006): ``reflected_seq`` (messages with a
 lower seq have been reviewed, so a thread is not reviewed twice until new messages arrive),
@@ -37,32 +37,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.agent import (
-    DELETE_TOOL,
-    MAX_SEARCH_RESULTS,
-    SEARCH_TOOL,
-    TOOLS,
-    UPSERT_TOOL,
-    ChatRouter,
-    ToolRefused,
-    UsageSink,
-    render_memory,
-    tool_arguments,
-)
+from services.agent import ChatRouter, UsageSink, render_memory
 from services.config import Settings
 from services.db import Pool
-from services.errors import AppError
-from services.llm.common import (
-    ChatRequest,
-    Message,
-    NoProviderAvailable,
-    ToolCall,
-    collect,
-)
+from services.llm.common import ChatRequest, Message, NoProviderAvailable, ToolCall, collect
 from services.llm.offline import PROVIDER as OFFLINE
 from services.memories.store import MemoryStore
-from services.retrieval import retrieve
-from services.usage import UsageRecord
+from services.memory_tools import TOOL_SPECS, ToolContext, run_tool_step
+from services.usage import UsageRecord, chat_usage
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +302,7 @@ class Reflector:
                 request = ChatRequest(
                     system=INSTRUCTIONS,
                     messages=tuple(messages),
-                    tools=TOOLS,
+                    tools=TOOL_SPECS,
                     max_tokens=self.config.max_tokens,
                     context=context,
                 )
@@ -343,85 +325,34 @@ class Reflector:
                     outcome.error = "no language model answered (offline fallback)"
                     return
                 outcome.steps += 1
-                records.append(
-                    UsageRecord(
-                        user_id=user_id,
-                        kind="chat",
-                        provider=done.provider,
-                        model=done.model,
-                        usage=done.usage,
-                        latency_ms=(self.timer() - tick) * 1000,
-                        request_id=None,
-                        thread_id=candidate.thread_id,
-                    )
-                )
+                latency_ms = (self.timer() - tick) * 1000
+                records.append(chat_usage(user_id, done, latency_ms, thread_id=candidate.thread_id))
                 calls = completion.tool_calls
                 messages.append(Message("assistant", completion.text, tool_calls=tuple(calls)))
                 if not calls:
                     return
-                for call in calls:
-                    content, is_error = self._execute(
-                        user_id, call, observed_at, request_id, outcome
-                    )
-                    messages.append(
-                        Message("tool", content, tool_call_id=call.id, is_error=is_error)
-                    )
+                ctx = ToolContext(self.memories, user_id, ACTOR, request_id, observed_at)
+                self._tool_step(ctx, calls, messages, outcome)
         finally:
             self._record_usage(records)
 
-    def _execute(
+    def _tool_step(
         self,
-        user_id: str,
-        call: ToolCall,
-        observed_at: datetime,
-        request_id: str,
+        ctx: ToolContext,
+        calls: Sequence[ToolCall],
+        messages: list[Message],
         outcome: ThreadOutcome,
-    ) -> tuple[str, bool]:
-        """Run one tool call for ``user_id``; returns the tool result and whether it is an
-        error. Validation is the agent's; only the actor (``reflection``) differs."""
-        specs = {spec.name: spec for spec in (UPSERT_TOOL, DELETE_TOOL, SEARCH_TOOL)}
-        try:
-            if call.name not in specs:
-                raise ToolRefused(f"unknown tool {call.name!r}")
-            args = tool_arguments(call, specs[call.name])
-            if call.name == UPSERT_TOOL.name:
-                written = self.memories.upsert(
-                    user_id,
-                    args["content"],
-                    memory_id=args.get("memory_id"),
-                    context=args.get("context", ""),
-                    observed_at=observed_at,
-                    actor=ACTOR,
-                    request_id=request_id,
-                )
-                if written.op in ("ADD", "UPDATE"):
-                    outcome.changes.append((written.op, written.memory.id))
-                payload: dict[str, Any] = {
-                    "ok": True,
-                    "memory_id": written.memory.id,
-                    "op": written.op.lower(),
-                }
-            elif call.name == DELETE_TOOL.name:
-                memory = self.memories.delete(
-                    user_id, args["memory_id"], actor=ACTOR, request_id=request_id
-                )
-                outcome.changes.append(("DELETE", memory.id))
-                payload = {"ok": True, "memory_id": memory.id, "op": "delete"}
-            else:
-                limit = args.get("limit", 8)
-                if not 1 <= limit <= MAX_SEARCH_RESULTS:
-                    raise ToolRefused(f"limit must be between 1 and {MAX_SEARCH_RESULTS}")
-                hits = retrieve(
-                    self.memories, user_id, args["query"], limit=limit, kind="fact"
-                ).hits
-                found = [{"memory_id": h.memory.id, "content": h.memory.content} for h in hits]
-                payload = {"ok": True, "memories": found}
-            return _result(payload), False
-        except (ToolRefused, AppError) as exc:
-            message = exc.message if isinstance(exc, AppError) else str(exc)
-            self.log.info("reflection tool call %s refused: %s", call.name, message)
-            outcome.refused += 1
-            return _result({"ok": False, "error": message}), True
+    ) -> None:
+        """The chat's own tool step, for the thread's owner. A store failure ends the
+        review (so the thread is retried later) instead of being talked around."""
+        for result in run_tool_step(ctx, calls, messages, logger=self.log):
+            if result.failed:
+                raise RuntimeError(f"tool call {result.call.name} failed: {result.error}")
+            if result.is_error:
+                outcome.refused += 1
+            if result.change is not None:
+                op, memory = result.change
+                outcome.changes.append((op, memory.id))
 
     # ---- bookkeeping ----------------------------------------------------------------------
 
@@ -516,7 +447,3 @@ def render_reflection_context(now: datetime, memories: Sequence[Any], *, more: b
     else:
         lines.append("No memories are saved about the user yet.")
     return "\n".join(lines)
-
-
-def _result(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, ensure_ascii=False, default=str)

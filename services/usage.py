@@ -20,11 +20,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from services.db import Pool, Tx
-from services.llm.common import Usage
-from services.llm.pricing import cost_usd
+from services.llm.common import Done, Usage
+from services.llm.pricing import cost_usd, is_paid
 
 Kind = Literal["chat", "embedding"]
 DAYS_PER_MONTH = 30
@@ -51,6 +51,75 @@ class UsageRecord:
 def priced(record: UsageRecord) -> UsageRecord:
     cost = cost_usd(record.model, record.usage)
     return replace(record, cost_usd=cost.usd, price_known=cost.known)
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough count (4 characters a token) where a provider reports none."""
+    return len(text) // 4 + 1
+
+
+class EmbeddingModel(Protocol):
+    provider: str  # who is paid for the call: "openai", "local"
+    model: str
+
+
+def chat_usage(
+    user_id: str,
+    done: Done,
+    latency_ms: float,
+    *,
+    request_id: str | None = None,
+    thread_id: str | None = None,
+) -> UsageRecord:
+    """One model call's row, priced, from what the call itself reported (the provider and
+    model that answered, and their token counts)."""
+    record = UsageRecord(
+        user_id=user_id,
+        kind="chat",
+        provider=done.provider,
+        model=done.model,
+        usage=done.usage,
+        latency_ms=latency_ms,
+        request_id=request_id,
+        thread_id=thread_id,
+    )
+    return priced(record)
+
+
+def embedding_usage(
+    embedder: EmbeddingModel,
+    texts_by_user: Sequence[tuple[str, str]],
+    latency_ms: float,
+    *,
+    reported_tokens: int = 0,
+    request_id: str | None = None,
+    thread_id: str | None = None,
+) -> list[UsageRecord]:
+    """One row per user of a paid embedding call, its tokens (``reported_tokens``, else
+    estimated) shared out by text length: a provider reports one count for a whole batch.
+    A free model (the local one) gets no rows."""
+    if not is_paid(embedder.model):
+        return []
+    tokens = reported_tokens or sum(estimate_tokens(text) for _, text in texts_by_user)
+    chars: dict[str, int] = {}
+    for user_id, text in texts_by_user:
+        chars[user_id] = chars.get(user_id, 0) + len(text) + 1
+    total = sum(chars.values())
+    return [
+        priced(
+            UsageRecord(
+                user_id=user_id,
+                kind="embedding",
+                provider=embedder.provider,
+                model=embedder.model,
+                usage=Usage(input_tokens=max(1, round(tokens * share / total))),
+                latency_ms=latency_ms * share / total,
+                request_id=request_id,
+                thread_id=thread_id,
+            )
+        )
+        for user_id, share in chars.items()
+    ]
 
 
 class UsageRecorder:

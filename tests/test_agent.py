@@ -34,6 +34,7 @@ from services.llm.anthropic_provider import CARD_MODEL, SUCCESSOR_MODEL
 from services.llm.pricing import PRICES
 from services.threads import ThreadStore
 from services.usage import UsageRecorder
+from tests.agent_turns import respond
 from tests.fakes.llm_server import Failure, FakeLLMServer, Reply, ToolUse
 from tests.processes import unique_user
 
@@ -199,9 +200,9 @@ def test_thread_history_is_sent_back_with_the_tool_exchange(fake, build, threads
         Reply(text="Nothing saved about coffee."),
         Reply(text="Sure."),
     )
-    first = agent.respond(user, None, "Do you know my coffee order?")
+    first = respond(agent, user, None, "Do you know my coffee order?")
     thread_id = first.final.thread_id
-    agent.respond(user, thread_id, "Thanks!")
+    respond(agent, user, thread_id, "Thanks!")
     messages = fake.requests_for("anthropic")[-1].body["messages"]
     roles = [m["role"] for m in messages]
     assert roles == ["user", "assistant", "user", "assistant", "user"]
@@ -239,7 +240,7 @@ def test_text_arrives_incrementally(fake, build, kind):
 def test_rate_limited_then_success_is_retried(fake, build, sleeps):
     agent = build()
     fake.script("anthropic", Failure.rate_limited(retry_after=0.02), Reply(text="ok"))
-    final = agent.respond(unique_user(), None, "hi").final
+    final = respond(agent, unique_user(), None, "hi").final
     assert final.text == "ok" and final.provider == "anthropic"
     assert sleeps == [0.02]  # retry-after honoured
     assert len(fake.requests_for("anthropic")) == 2 and not fake.requests_for("openai")
@@ -249,7 +250,7 @@ def test_provider_down_fails_over_to_the_next(fake, build, sleeps):
     agent = build()
     fake.fail_always("anthropic", Failure(503, "down"))
     fake.script("openai", Reply(text="from openai"))
-    result = agent.respond(unique_user(), None, "hi")
+    result = respond(agent, unique_user(), None, "hi")
     assert result.text == "from openai" and result.final.provider == "openai"
     assert not result.errors
     assert len(fake.requests_for("anthropic")) == 3 and len(sleeps) == 2  # 1 try + 2 retries
@@ -261,7 +262,7 @@ def test_both_down_gives_the_offline_answer_from_memories(fake, build, store):
     agent = build()
     fake.fail_always("anthropic", Failure(500, "boom"))
     fake.fail_always("openai", Failure(503, "down"))
-    result = agent.respond(user, None, "Where do I live, Lisbon or Porto?")
+    result = respond(agent, user, None, "Where do I live, Lisbon or Porto?")
     assert result.final.offline and result.final.provider == "offline"
     assert result.text.startswith("No language model is available right now")
     assert "Lives in Lisbon since 2019" in result.text
@@ -285,7 +286,7 @@ def test_a_hung_provider_gets_the_offline_answer_within_the_turn_deadline(
     )  # the real clock and sleep
     agent = make_agent(store, threads, usage, router, turn_deadline_seconds=2.0)
     started = time.monotonic()
-    result = agent.respond(unique_user(), None, "What do I like to drink?")
+    result = respond(agent, unique_user(), None, "What do I like to drink?")
     elapsed = time.monotonic() - started
     assert result.final.offline
     assert result.text.startswith("The language model did not answer in time")
@@ -295,7 +296,7 @@ def test_a_hung_provider_gets_the_offline_answer_within_the_turn_deadline(
 
 def test_no_provider_configured_says_so(store, threads, usage):
     agent = make_agent(store, threads, usage, Router([], fallback=OfflineProvider()))
-    result = agent.respond(unique_user(), None, "hello")
+    result = respond(agent, unique_user(), None, "hello")
     assert result.final.offline
     assert "No language model is configured" in result.text
 
@@ -353,7 +354,7 @@ def test_bad_tool_calls_are_refused_without_touching_data(fake, build, store, ki
         ToolUse("drop_all_memories", {}),
     ]
     fake.script(kind, Reply(text="", tool_calls=calls), Reply(text="Sorry, that failed."))
-    result = build(order=(kind,)).respond(user, None, "do bad things")
+    result = respond(build(order=(kind,)), user, None, "do bad things")
 
     assert result.text == "Sorry, that failed." and not result.errors
     assert len(result.tools) == len(calls) and not any(t.ok for t in result.tools)
@@ -388,7 +389,7 @@ def test_usage_rows_match_the_tokens_the_provider_reported(fake, build, usage, k
         Reply(text="Got it.", input_tokens=1300, output_tokens=45, cache_read_tokens=600),
     )
     user, request_id = unique_user(), f"req-{uuid.uuid4().hex[:8]}"
-    final = agent.respond(user, None, "I have a cat", request_id=request_id).final
+    final = respond(agent, user, None, "I have a cat", request_id=request_id).final
 
     rows = usage.for_request(user, request_id)
     assert [r.kind for r in rows] == ["chat", "chat"]
@@ -417,11 +418,11 @@ def test_usage_rows_match_the_tokens_the_provider_reported(fake, build, usage, k
 def test_retired_model_moves_to_the_next_and_later_turns_go_straight_there(fake, build):
     agent = build(order=("anthropic",))
     fake.retire_model(CARD_MODEL)
-    first = agent.respond(unique_user(), None, "hello")
+    first = respond(agent, unique_user(), None, "hello")
     assert not first.errors and first.final.model == SUCCESSOR_MODEL
     assert [r.model for r in fake.requests_for("anthropic")] == [CARD_MODEL, SUCCESSOR_MODEL]
 
-    second = agent.respond(unique_user(), None, "hello again")
+    second = respond(agent, unique_user(), None, "hello again")
     assert second.final.model == SUCCESSOR_MODEL
     assert [r.model for r in fake.requests_for("anthropic")][2:] == [SUCCESSOR_MODEL]
 
@@ -433,7 +434,7 @@ def test_tool_loop_is_bounded(fake, build):
     agent = build(max_steps=3)
     looping = Reply(text="", tool_calls=[ToolUse("search_memory", {"query": "x"})])
     fake.script("anthropic", looping, looping, looping, looping)
-    final = agent.respond(unique_user(), None, "loop").final
+    final = respond(agent, unique_user(), None, "loop").final
     assert final.finish_reason == "max_steps" and final.steps == 3
     assert len(fake.requests_for("anthropic")) == 3
 
@@ -441,7 +442,7 @@ def test_tool_loop_is_bounded(fake, build):
 def test_bad_input_and_foreign_threads_raise_before_streaming(fake, build):
     agent = build()
     owner = unique_user()
-    thread_id = agent.respond(owner, None, "hi").final.thread_id
+    thread_id = respond(agent, owner, None, "hi").final.thread_id
     with pytest.raises(NotFound):
         agent.run_turn(unique_user(), thread_id, "let me in")
     with pytest.raises(InvalidInput):
@@ -474,7 +475,7 @@ def test_events_serialise_to_json(fake, build):
 
 
 def test_stable_instructions_are_cached_and_the_turn_context_is_not(fake, build):
-    build().respond(unique_user(), None, "hello")
+    respond(build(), unique_user(), None, "hello")
     body = fake.requests_for("anthropic")[-1].body
     instructions, context = body["system"]
     assert instructions["cache_control"] == {"type": "ephemeral"}
@@ -487,7 +488,7 @@ def test_stable_instructions_are_cached_and_the_turn_context_is_not(fake, build)
 class PaidNameEmbedder:
     """The local model under a paid model's name, so the query embedding is metered."""
 
-    model = "text-embedding-3-small"
+    provider, model = "openai", "text-embedding-3-small"
 
     def __init__(self, inner) -> None:
         self.inner, self.dim = inner, inner.dim
@@ -506,7 +507,7 @@ def test_paid_query_embeddings_get_a_usage_row(fake, pool, embedder, threads, us
     router = Router(providers(fake, ("openai",)), fallback=OfflineProvider())
     agent = make_agent(store, threads, usage, router)
     user = unique_user()
-    agent.respond(user, None, "twelve characters.", request_id="emb-1")
+    respond(agent, user, None, "twelve characters.", request_id="emb-1")
     kinds = {r.kind: r for r in usage.for_request(user, "emb-1")}
     assert set(kinds) == {"chat", "embedding"}
     assert kinds["embedding"].model == "text-embedding-3-small"

@@ -18,6 +18,7 @@ from services.outbox import drain
 from services.retention import RetentionJob, RetentionPolicy, run_retention
 from services.retrieval import retrieve
 from services.threads import ThreadStore
+from tests.agent_turns import respond
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.processes import unique_user
 
@@ -61,8 +62,8 @@ def test_a_turn_becomes_two_episodes_found_from_another_thread(
         Reply(text="Lovely! Porto in spring is a good time to move."),
         Reply(text="She is moving to Porto next spring, you said."),
     )
-    first = agent(store, threads, fake).respond(
-        user, None, "My sister Maria is moving to Porto next spring."
+    first = respond(
+        agent(store, threads, fake), user, None, "My sister Maria is moving to Porto next spring."
     )
     episodes = store.list(user, kind="episode").items
     assert {(m.metadata["speaker"], m.content) for m in episodes} == {
@@ -77,7 +78,7 @@ def test_a_turn_becomes_two_episodes_found_from_another_thread(
     store.upsert(user, "The user's sister is called Maria.")
     drain(pool, embedder, batch_size=64, duplicate_threshold=1.01)
 
-    second = agent(store, threads, fake).respond(user, None, "Where is my sister moving?")
+    second = respond(agent(store, threads, fake), user, None, "Where is my sister moving?")
     context = system_text(fake.requests_for("anthropic")[-1])
     facts_at, episodes_at = context.index("<memories>"), context.index("<episodes>")
     assert facts_at < episodes_at  # facts first, then the episodes
@@ -92,9 +93,9 @@ def test_the_same_threads_episodes_in_the_history_are_not_repeated(
     fake.reset()
     user = unique_user("window")
     fake.script("anthropic", Reply(text="Noted: the blue bike."), Reply(text="The blue one."))
-    first = agent(store, threads, fake).respond(user, None, "I bought a blue bike today.")
+    first = respond(agent(store, threads, fake), user, None, "I bought a blue bike today.")
     drain(pool, embedder, batch_size=64, duplicate_threshold=1.01)
-    agent(store, threads, fake).respond(user, first.final.thread_id, "Which bike did I buy?")
+    respond(agent(store, threads, fake), user, first.final.thread_id, "Which bike did I buy?")
     context = system_text(fake.requests_for("anthropic")[-1])
     assert "<episodes>" not in context  # they are in the messages already
 
@@ -103,9 +104,9 @@ def test_the_offline_answer_lists_what_was_said(store, threads, pool, embedder, 
     fake.reset()
     user = unique_user("offline")
     fake.script("anthropic", Reply(text="Got it."))
-    agent(store, threads, fake).respond(user, None, "My locker code at the gym is 4471.")
+    respond(agent(store, threads, fake), user, None, "My locker code at the gym is 4471.")
     drain(pool, embedder, batch_size=64, duplicate_threshold=1.01)
-    offline = agent(store, threads).respond(user, None, "What is my gym locker code?")
+    offline = respond(agent(store, threads), user, None, "What is my gym locker code?")
     assert offline.final.offline
     assert "My locker code at the gym is 4471." in offline.text
     # the offline answer itself is not kept as something the assistant said
@@ -117,7 +118,7 @@ def test_episodes_can_be_turned_off(store, threads, fake):
     fake.reset()
     user = unique_user("off")
     fake.script("anthropic", Reply(text="Hello."))
-    agent(store, threads, fake, episodes=False).respond(user, None, "Hi there")
+    respond(agent(store, threads, fake, episodes=False), user, None, "Hi there")
     assert store.count(user, kind="episode") == 0
     assert len(threads.load(user, threads.list(user)[0].thread_id)) == 2  # the thread is kept
 
@@ -129,7 +130,7 @@ def test_episodes_are_private_under_row_level_security(settings, pool, embedder,
         store = MemoryStore(app_pool, embedder)
         alice, bob = unique_user("alice"), unique_user("bob")
         fake.script("anthropic", Reply(text="Noted."))
-        agent(store, ThreadStore(app_pool), fake).respond(alice, None, "My passport number is X9.")
+        respond(agent(store, ThreadStore(app_pool), fake), alice, None, "My passport number is X9.")
         drain(pool, embedder, batch_size=64, duplicate_threshold=1.01)
         assert retrieve(store, bob, "passport number").hits == []
         with app_pool.transaction(bob) as tx:  # no user filter: RLS alone keeps them apart
@@ -144,7 +145,7 @@ def test_episodes_expire_with_their_ttl(store, threads, pool, embedder, fake, tm
     fake.reset()
     user = unique_user("ttl")
     fake.script("anthropic", Reply(text="Sure."))
-    agent(store, threads, fake, episode_ttl_days=30).respond(user, None, "Remind me about tea.")
+    respond(agent(store, threads, fake, episode_ttl_days=30), user, None, "Remind me about tea.")
     episodes = store.list(user, kind="episode").items
     assert {m.expires_at for m in episodes} == {NOW + timedelta(days=30)}
     keep_all = RetentionPolicy(

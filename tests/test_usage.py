@@ -118,3 +118,21 @@ def test_report_command_prints_the_report(pool, recorded, capsys):
     assert "Spend per day and model" in out and "100,000 users" in out
     main(["report", "--json"], pool_factory=lambda: pool, now=lambda: DAY2)
     assert '"projections"' in capsys.readouterr().out
+
+
+def test_embedding_rows_name_the_embedders_provider_and_share_the_batch_by_length():
+    from types import SimpleNamespace
+
+    from services.usage import embedding_usage
+
+    paid = SimpleNamespace(provider="azure-openai", model="text-embedding-3-small")
+    rows = embedding_usage(paid, [("a", "x" * 300), ("b", "y" * 99)], 40.0, reported_tokens=100)
+    assert [(r.user_id, r.provider, r.kind) for r in rows] == [
+        ("a", "azure-openai", "embedding"),
+        ("b", "azure-openai", "embedding"),
+    ]
+    assert [r.usage.input_tokens for r in rows] == [75, 25]
+    assert sum(r.latency_ms for r in rows) == pytest.approx(40.0)
+    assert all(r.cost_usd > 0 and r.price_known for r in rows)
+    free = SimpleNamespace(provider="local", model="multilingual-e5-small")
+    assert embedding_usage(free, [("a", "text")], 5.0) == []

@@ -89,6 +89,13 @@ def price_for(model: str, table: Mapping[str, Price] | None = None) -> Price | N
     return None
 
 
+def is_paid(model: str) -> bool:
+    """Whether a call to ``model`` costs anything per input token (a free or unknown model
+    gets no embedding usage row)."""
+    price = price_for(model)
+    return price is not None and price.input > 0
+
+
 def cost_usd(model: str, usage: Usage, table: Mapping[str, Price] | None = None) -> Cost:
     """The USD cost of ``usage`` on ``model``; unknown models cost 0 with ``known=False``."""
     price = price_for(model, table)
