@@ -13,7 +13,6 @@ import logging
 import flask
 
 from functions.common import LazyVerifier, RuntimeFactory, VerifierFactory, json_reply, named
-from services.archive import make_archive
 from services.oidc import make_verifier
 from services.retention import RetentionJob, default_policy, run_retention
 from services.runtime import Runtime
@@ -25,7 +24,7 @@ def retention_job(runtime: Runtime) -> RetentionJob:
     settings = runtime.settings
     return RetentionJob(
         pool=runtime.pool,
-        archive=runtime.archive or make_archive(settings),
+        archive=runtime.archive,
         threads=runtime.threads,
         defaults=default_policy(settings),
         embedding_model=runtime.embedder.model,

@@ -9,8 +9,11 @@ The user id a request acts for always comes from the credential, never from the 
 - a *service* key may act for users of its own through ``X-Act-As-User: bob``; the request
   then acts for user ``<key owner>:bob``, so a service can never reach anyone else's data;
 - a Firebase / Identity Platform ID token is checked with google-auth (signature against
-  Google's certificates, fetched and cached; issuer; audience = the project; expiry) and
-  acts for user ``firebase:<uid>``.
+  Google's certificates, cached as long as their endpoint allows; issuer; audience = the
+  project; expiry) and acts for user ``firebase:<uid>``.
+
+The ``Authorization: Bearer`` header is parsed by services/oidc.py ``bearer_token``, for
+the API and the functions alike.
 """
 
 from __future__ import annotations
@@ -27,9 +30,16 @@ from datetime import datetime
 from typing import Any
 
 from services.db import Pool
-from services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from services.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 from services.memories.validation import check_id
-from services.oidc import CertCache, http_certs_fetcher
+from services.oidc import AuthError, GoogleCerts, bearer_token
 
 KEY_PREFIX = "mak_"
 _KEY_FORMAT = re.compile(r"^mak_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
@@ -174,25 +184,19 @@ class ApiKeyStore:
 class IdTokenVerifier:
     """Firebase / Identity Platform ID tokens for one Google Cloud project."""
 
-    def __init__(self, project_id: str, certs: CertCache, clock_skew_seconds: int = 30) -> None:
+    def __init__(self, project_id: str, certs: GoogleCerts, clock_skew_seconds: int = 30) -> None:
         self.project_id = project_id
         self.issuer = f"https://securetoken.google.com/{project_id}"
         self.certs = certs
         self.clock_skew_seconds = clock_skew_seconds
 
     def verify(self, token: str) -> Mapping[str, Any]:
-        from google.auth import exceptions, jwt
-
         try:
-            header = jwt.decode_header(token)
-            claims = jwt.decode(
-                token,
-                certs=self.certs.get(header.get("kid")),
-                audience=self.project_id,
-                clock_skew_in_seconds=self.clock_skew_seconds,
-            )
-        except (ValueError, exceptions.GoogleAuthError) as error:
-            raise Unauthorized(f"invalid ID token: {_first_line(error)}") from None
+            claims = self.certs.verify(token, self.project_id, self.clock_skew_seconds)
+        except AuthError as error:
+            if error.status == 503:  # Google's certificates are out of reach for now
+                raise Unavailable("cannot check ID tokens right now; retry shortly") from None
+            raise Unauthorized(f"ID token rejected: {error}") from None
         if claims.get("iss") != self.issuer:
             raise Unauthorized("ID token was issued for another project")
         subject = claims.get("sub")
@@ -207,7 +211,10 @@ class Authenticator:
         self.id_tokens = id_tokens
 
     def authenticate(self, authorization: str | None, act_as: str | None = None) -> Principal:
-        token = _bearer(authorization)
+        try:
+            token = bearer_token(authorization)
+        except AuthError as error:
+            raise Unauthorized(f"{error} (an API key or an ID token)") from None
         if token.startswith(KEY_PREFIX):
             return self._from_key(token, act_as)
         if token.count(".") == 2 and self.id_tokens is not None:
@@ -239,16 +246,7 @@ class Authenticator:
 def make_id_token_verifier(project_id: str, certs_url: str) -> IdTokenVerifier | None:
     if not project_id:
         return None
-    return IdTokenVerifier(project_id, CertCache(http_certs_fetcher(certs_url)))
-
-
-def _bearer(authorization: str | None) -> str:
-    if not authorization:
-        raise Unauthorized("missing Authorization: Bearer <API key or ID token>")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("Authorization must be 'Bearer <API key or ID token>'")
-    return token.strip()
+    return IdTokenVerifier(project_id, GoogleCerts(certs_url))
 
 
 def new_key() -> tuple[str, str]:
@@ -262,7 +260,3 @@ def new_key() -> tuple[str, str]:
 def _digest(secret: str) -> str:
     # Keys carry 256 random bits, so a fast hash is enough (no password stretching needed).
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__

@@ -3,8 +3,9 @@
 Cloud Scheduler sends ``Authorization: Bearer <ID token>`` minted for the scheduler's
 service account. ``FUNCTION_AUTH`` chooses how such a token is checked:
 
-- ``oidc`` (default): signature against Google's certificates (fetched over HTTPS, cached,
-  injectable for tests), issuer, expiry, audience, and the ``email`` claim must be one of
+- ``oidc`` (default): google-auth's verification against Google's certificates (fetched
+  over HTTPS and cached as the endpoint's Cache-Control says, injectable for tests):
+  signature, expiry, audience; then the issuer, and the ``email`` claim must be one of
   ``TRIGGER_SERVICE_ACCOUNTS`` with ``email_verified``. Use with a function that the
   platform lets through (``--allow-unauthenticated``): the function is its own gate.
 - ``iam``: the platform (Cloud Run IAM, ``--no-allow-unauthenticated``) already verified the
@@ -16,11 +17,10 @@ google-auth is imported on first use.
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
-CERTS_TTL_SECONDS = 300.0
 
 
 class AuthError(Exception):
@@ -48,43 +47,51 @@ class Caller:
     verified: bool
 
 
-CertsFetcher = Callable[[], Mapping[str, str]]
+class GoogleCerts:
+    """Google-style token certificates at ``url`` (``{kid: PEM certificate}`` or a JWK set)
+    and google-auth's verification of a token against them.
 
+    google-auth fetches the certificates on every verification unless its transport
+    caches; as its documentation recommends, the transport's requests session is wrapped in
+    CacheControl, which keeps them as long as the endpoint's ``Cache-Control: max-age``
+    allows (Google's say hours, and Google publishes a new key well before signing with
+    it). One instance is one cache: build it once per process.
+    """
 
-def http_certs_fetcher(url: str = GOOGLE_CERTS_URL, timeout: float = 5.0) -> CertsFetcher:
-    """Google-style certificates ``{kid: PEM x509 cert}`` from ``url``."""
-
-    def fetch() -> Mapping[str, str]:
+    def __init__(self, url: str = GOOGLE_CERTS_URL, timeout: float = 5.0) -> None:
+        import cachecontrol
         import google.auth.transport.requests
         import requests
 
-        session = requests.Session()
-        request = google.auth.transport.requests.Request(session)
-        response = request(url, method="GET", timeout=timeout)
-        if response.status != 200:
-            raise AuthError(f"could not fetch token certificates ({response.status})", 503)
-        return json.loads(response.data.decode("utf-8"))
+        self.url = url
+        session = cachecontrol.CacheControl(requests.Session())
+        # google-auth fetches without a timeout (its transport's default is 120 s); a
+        # token check must fail fast instead.
+        self._request = functools.partial(
+            google.auth.transport.requests.Request(session), timeout=timeout
+        )
 
-    return fetch
+    def verify(
+        self, token: str, audience: str | list[str], clock_skew_seconds: int
+    ) -> Mapping[str, Any]:
+        """The token's claims once its signature, expiry and audience hold; AuthError (401,
+        or 503 when the certificates cannot be fetched) otherwise."""
+        from google.auth import exceptions
+        from google.oauth2 import id_token
 
-
-class CertCache:
-    """Certificates kept for a few minutes; refetched early when a token names an unknown key."""
-
-    def __init__(self, fetch: CertsFetcher, ttl: float = CERTS_TTL_SECONDS) -> None:
-        self._fetch = fetch
-        self._ttl = ttl
-        self._certs: Mapping[str, str] = {}
-        self._fetched_at = float("-inf")
-        self._lock = threading.Lock()
-
-    def get(self, kid: str | None) -> Mapping[str, str]:
-        with self._lock:
-            stale = time.monotonic() - self._fetched_at > self._ttl
-            if stale or (kid is not None and kid not in self._certs):
-                self._certs = dict(self._fetch())
-                self._fetched_at = time.monotonic()
-            return self._certs
+        try:
+            return id_token.verify_token(
+                token,
+                self._request,  # the transport, with a timeout
+                audience=audience,
+                certs_url=self.url,
+                clock_skew_in_seconds=clock_skew_seconds,
+            )
+        except exceptions.TransportError as error:
+            message = f"could not fetch token certificates: {_first_line(error)}"
+            raise AuthError(message, 503) from None
+        except (ValueError, exceptions.GoogleAuthError) as error:
+            raise AuthError(f"invalid token: {_first_line(error)}") from None
 
 
 class TriggerVerifier:
@@ -95,7 +102,7 @@ class TriggerVerifier:
         mode: str,
         allowed_emails: Sequence[str],
         audiences: Sequence[str] = (),
-        certs: CertCache | None = None,
+        certs: GoogleCerts | None = None,
         clock_skew_seconds: int = 30,
     ) -> None:
         if mode not in ("oidc", "iam", "none"):
@@ -103,7 +110,7 @@ class TriggerVerifier:
         self.mode = mode
         self.allowed = {email.lower() for email in allowed_emails}
         self.audiences = list(audiences)
-        self.certs = certs or CertCache(http_certs_fetcher())
+        self.certs = certs or GoogleCerts()
         self.clock_skew_seconds = clock_skew_seconds
 
     def verify(self, authorization: str | None, request_url: str) -> Caller | None:
@@ -125,25 +132,16 @@ class TriggerVerifier:
         return Caller(email=email, subject=str(claims.get("sub", "")), verified=True)
 
     def _claims(self, token: str, audiences: list[str]) -> Mapping[str, Any]:
+        if self.mode == "oidc":
+            return self.certs.verify(token, audiences, self.clock_skew_seconds)
         from google.auth import exceptions, jwt
 
         try:
-            if self.mode == "iam":
-                claims = jwt.decode(token, verify=False)
-                _check_time_and_audience(claims, audiences, self.clock_skew_seconds)
-                return claims
-            header = jwt.decode_header(token)
-            certs = self.certs.get(header.get("kid"))
-            return jwt.decode(
-                token,
-                certs=certs,
-                audience=audiences,
-                clock_skew_in_seconds=self.clock_skew_seconds,
-            )
-        except AuthError:
-            raise
+            claims = jwt.decode(token, verify=False)
         except (ValueError, exceptions.GoogleAuthError) as error:
-            raise AuthError(f"invalid token: {error}") from None
+            raise AuthError(f"invalid token: {_first_line(error)}") from None
+        _check_time_and_audience(claims, audiences, self.clock_skew_seconds)
+        return claims
 
     def _audiences_for(self, request_url: str) -> list[str]:
         if self.audiences:
@@ -165,15 +163,21 @@ def _check_time_and_audience(claims: Mapping[str, Any], audiences: list[str], sk
 
 
 def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (the one parser of it, for
+    the API and the functions alike); AuthError (401) saying what is wrong otherwise."""
     if not authorization:
-        raise AuthError("missing Authorization: Bearer token")
+        raise AuthError("missing Authorization: Bearer <token>")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("Authorization must be 'Bearer <token>'")
     return token.strip()
 
 
-def make_verifier(settings: Settings, certs: CertCache | None = None) -> TriggerVerifier:
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+
+
+def make_verifier(settings: Settings, certs: GoogleCerts | None = None) -> TriggerVerifier:
     return TriggerVerifier(
         settings.function_auth,
         csv(settings.trigger_service_accounts),

@@ -29,7 +29,7 @@ from services.archive import Archive, subject_hash, user_prefix
 from services.db import Pool, Tx, text_array
 from services.errors import NotFound
 from services.memories.validation import check_id, check_uuid
-from services.threads import ThreadStore
+from services.threads import ThreadStore, retry_cache_purges
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,10 @@ def export_user(pool: Pool, archive: Archive, user_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {"user_id": user_id, "tables": {}}
     with pool.transaction() as tx:
         tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # Scoped to the user after the SET TRANSACTION, which must come first (a user-scoped
+        # transaction's BEGIN already runs a query): on the user-scoped pool row-level
+        # security then confines every table's rows to this user.
+        tx.execute("SELECT set_config('app.user_id', %s, true)", [user_id])
         for table in user_tables(tx):
             columns = [
                 row[0]
@@ -304,7 +308,7 @@ def get_deletion_request(
     """The request ``request_id``; with ``user_id``, only if it is that user's (a carried
     out request no longer names the user, only a hash of the id)."""
     request_id = check_uuid(request_id, "request_id")
-    with pool.transaction() as tx:
+    with pool.transaction(user_id) as tx:
         row = tx.one(
             f"SELECT {_REQUEST_COLUMNS} FROM {RECORD_TABLE} "
             "WHERE id = %s AND (%s::text IS NULL OR subject_hash = %s)",
@@ -354,6 +358,27 @@ def process_deletion_requests(
         else:
             failed += 1
     return done, failed
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """Erasure bound to the jobs pool: it files the erasure record (which the user-scoped
+    role may only read) and carries requests out across users."""
+
+    pool: Pool
+    redis: Any | None
+    archive: Archive
+
+    def erase(self, user_id: str) -> DeletionRequest:
+        return erase_user(self.pool, self.redis, self.archive, user_id)
+
+    def retry_due(self, deadline: float, limit: int) -> None:
+        """One pass of the retry loop: requests whose retry is due, then the Redis copies
+        of deleted threads that Redis could not drop at the time."""
+        process_deletion_requests(
+            self.pool, self.redis, self.archive, deadline=deadline, limit=limit, due_only=True
+        )
+        retry_cache_purges(self.pool, self.redis)
 
 
 def _request(row: tuple) -> DeletionRequest:

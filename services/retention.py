@@ -77,14 +77,14 @@ def default_policy(settings: Settings) -> RetentionPolicy:
 def get_policy(pool: Pool, defaults: RetentionPolicy, user_id: str) -> RetentionPolicy:
     """The policy in force for ``user_id``: the user's overrides over the defaults."""
     check_id(user_id, "user_id")
-    with pool.transaction() as tx:
+    with pool.transaction(user_id) as tx:
         return _policies(tx, defaults, [user_id])[user_id]
 
 
 def get_policy_overrides(pool: Pool, user_id: str) -> dict[str, int | float]:
     """Only the fields this user has set (what the API shows as 'customised')."""
     check_id(user_id, "user_id")
-    with pool.transaction() as tx:
+    with pool.transaction(user_id) as tx:
         row = tx.one(
             f"SELECT {', '.join(POLICY_FIELDS)} FROM retention_policies WHERE user_id = %s",
             [user_id],
@@ -106,7 +106,7 @@ def set_policy(
     clean = {name: _check_policy_value(name, value) for name, value in changes.items()}
     if clean:
         columns = list(clean)
-        with pool.transaction() as tx:
+        with pool.transaction(user_id) as tx:
             tx.execute(
                 f"""
                 INSERT INTO retention_policies AS p (user_id, {", ".join(columns)})
@@ -504,7 +504,7 @@ class Restored:
 
 def list_archived(pool: Pool, user_id: str, limit: int = 200) -> list[ArchivedMemory]:
     check_id(user_id, "user_id")
-    with pool.transaction() as tx:
+    with pool.transaction(user_id) as tx:
         rows = tx.execute(
             "SELECT memory_id::text, namespace, key, archived_at FROM archived_memories "
             "WHERE user_id = %s ORDER BY archived_at DESC, memory_id LIMIT %s",
@@ -532,7 +532,7 @@ def restore_archived(
     """
     check_id(user_id, "user_id")
     wanted = None if memory_ids is None else [check_uuid(i, "memory_id") for i in memory_ids]
-    with pool.transaction() as tx:
+    with pool.transaction(user_id) as tx:
         index = tx.execute(
             "SELECT memory_id::text, object_name FROM archived_memories WHERE user_id = %s "
             "AND (%s::uuid[] IS NULL OR memory_id = ANY(%s::uuid[])) ORDER BY memory_id "

@@ -265,10 +265,18 @@ def build_report(
     top_users: int = 20,
     user_id: str | None = None,
 ) -> CostReport:
-    """Spend in ``[since, until)``, optionally for one user, with projections for ``users``."""
-    scope = "created_at >= %s AND created_at < %s AND (%s::text IS NULL OR user_id = %s)"
-    params = [since, until, user_id, user_id]
-    with pool.transaction() as tx:
+    """Spend in ``[since, until)``, optionally for one user, with projections for ``users``.
+
+    With ``user_id`` the transaction is scoped to that user too: on the user-scoped pool
+    (a caller's own report) row-level security confines it to the user's rows, whatever
+    the statements below say; across users (the command) it runs on an unscoped pool.
+    """
+    scope = "created_at >= %s AND created_at < %s"
+    params: list[object] = [since, until]
+    if user_id is not None:
+        scope += " AND user_id = %s"
+        params.append(user_id)
+    with pool.transaction(user_id) as tx:
         by_day_model = tx.execute(
             f"SELECT to_char(date_trunc('day', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD'), "
             f"model, {_SUMS} FROM usage WHERE {scope} GROUP BY 1, 2 ORDER BY 1, 2",

@@ -224,7 +224,7 @@ def test_changed_memory_ids_are_published_as_the_function_expects(
 ):
     publisher = make_publisher(Settings(pubsub_topic=TOPIC))
     publishers.append(publisher)
-    store = MemoryStore(pool, embedder, on_change=publisher.publish)  # as runtime.announce
+    store = MemoryStore(pool, embedder, on_change=publisher.publish)  # as the runtime announces
     written = store.upsert(unique_user(), "Plays the cello").memory
 
     (message,) = pubsub.wait_for(1)

@@ -18,7 +18,7 @@ import pytest
 
 from services.auth import ApiKeyStore
 from services.config import Settings
-from tests.fakes.llm_server import Reply
+from tests.fakes.llm_server import Reply, ToolUse
 from tests.processes import Gunicorn
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -390,21 +390,17 @@ def raw_completion_stream(server: str, secret: str, message: str) -> list[dict]:
 # ---- a client that leaves -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("path", "payload"),
-    [
-        ("/v1/chat", {"message": "talk slowly", "stream": True}),
-        (
-            "/v1/chat/completions",
-            {"messages": [{"role": "user", "content": "talk slowly"}], "stream": True},
-        ),
-    ],
-)
-def test_a_client_leaving_mid_stream_still_gets_its_turn_finished(
-    server, secret, fake, path, payload
-):
-    words = " ".join(f"word{n}" for n in range(10))
-    fake.script("anthropic", Reply(text=words, chunk_delay_s=0.1))
+LEAVING = [
+    ("/v1/chat", {"message": "talk slowly", "stream": True}),
+    (
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "talk slowly"}], "stream": True},
+    ),
+]
+
+
+def leave_mid_stream(server: str, secret: str, path: str, payload: dict, marker: bytes) -> None:
+    """Start a streamed turn and hang up once ``marker`` has arrived."""
     target = urlparse(server)
     connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
     connection.request(
@@ -415,10 +411,19 @@ def test_a_client_leaving_mid_stream_still_gets_its_turn_finished(
     )
     response = connection.getresponse()
     assert response.status == 200
-    while b"word0" not in response.readline():  # the answer has started
+    while marker not in response.readline():  # the answer has started
         pass
     connection.sock.close()  # the client goes away with the answer half-streamed
     connection.close()
+
+
+@pytest.mark.parametrize(("path", "payload"), LEAVING)
+def test_a_client_leaving_mid_stream_still_gets_its_turn_finished(
+    server, secret, fake, path, payload
+):
+    words = " ".join(f"word{n}" for n in range(10))
+    fake.script("anthropic", Reply(text=words, chunk_delay_s=0.1))
+    leave_mid_stream(server, secret, path, payload, b"word0")
 
     deadline = time.monotonic() + 15
     threads: list = []
@@ -433,6 +438,39 @@ def test_a_client_leaving_mid_stream_still_gets_its_turn_finished(
         ("user", "talk slowly"),
         ("assistant", words),
     ]
+
+
+@pytest.mark.parametrize(("path", "payload"), LEAVING)
+def test_a_client_leaving_before_the_memory_write_still_gets_the_memory_written(
+    server, secret, fake, path, payload
+):
+    """The model writes its memory after the words the client saw: the turn goes on."""
+    words = " ".join(f"slow{n}" for n in range(8))
+    fact = f"Speaks slowly on purpose ({path})"
+    fake.script(
+        "anthropic",
+        Reply(
+            text=words,
+            tool_calls=[ToolUse("upsert_memory", {"content": fact, "context": "style"})],
+            chunk_delay_s=0.1,
+        ),
+        Reply(text="Noted."),
+    )
+    leave_mid_stream(server, secret, path, payload, b"slow0")
+
+    deadline = time.monotonic() + 15
+    contents: list[str] = []
+    while time.monotonic() < deadline:
+        contents = [m["content"] for m in get_json(f"{server}/v1/memories", secret)["items"]]
+        threads = get_json(f"{server}/v1/threads", secret)["items"]
+        last = stored(server, secret, threads[0]["thread_id"])[-1] if threads else None
+        if fact in contents and last == ("assistant", "Noted."):
+            break
+        time.sleep(0.2)
+    assert fact in contents
+    said = stored(server, secret, threads[0]["thread_id"])
+    assert said[0] == ("user", "talk slowly")
+    assert "".join(text for role, text in said if role == "assistant") == words + "Noted."
 
 
 def test_a_client_that_never_sends_the_thread_id_back_stays_in_one_thread(

@@ -108,6 +108,7 @@ def runtime(settings, pool, counting, tmp_path_factory):
     current = Runtime(
         settings=settings,
         pool=pool,
+        user_pool=pool,
         embedder=counting,
         memories=MemoryStore(pool, counting),
         threads=ThreadStore(pool),

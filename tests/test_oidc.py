@@ -9,7 +9,7 @@ import time
 import pytest
 from google.auth import crypt
 
-from services.oidc import AuthError, CertCache, TriggerVerifier, http_certs_fetcher
+from services.oidc import AuthError, GoogleCerts, TriggerVerifier
 from tests.fakes.id_tokens import TokenIssuer
 
 SCHEDULER = "scheduler@proj.iam.gserviceaccount.com"
@@ -41,8 +41,8 @@ class LocalIssuer(TokenIssuer):
         }
         return self.mint(claims, signer)
 
-    def certs(self) -> CertCache:
-        return CertCache(http_certs_fetcher(self.url))
+    def certs(self) -> GoogleCerts:
+        return GoogleCerts(self.url)
 
     def verifier(self, mode: str = "oidc", audiences=(AUDIENCE,)) -> TriggerVerifier:
         return TriggerVerifier(mode, [SCHEDULER], audiences, certs=self.certs())
@@ -124,3 +124,11 @@ def test_oidc_mode_without_allowed_accounts_rejects_everyone(issuer):
     with pytest.raises(AuthError) as caught:
         verifier.verify(f"Bearer {issuer.token()}", AUDIENCE)
     assert caught.value.status == 403
+
+
+def test_certificates_out_of_reach_are_a_503_not_a_rejection(issuer):
+    unreachable = GoogleCerts("http://127.0.0.1:9/oauth2/v1/certs", timeout=2.0)
+    verifier = TriggerVerifier("oidc", [SCHEDULER], [AUDIENCE], certs=unreachable)
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(f"Bearer {issuer.token()}", AUDIENCE)
+    assert caught.value.status == 503

@@ -14,6 +14,7 @@ import functions_framework
 import pytest
 
 from services.agent import Agent
+from services.archive import LocalArchive
 from services.config import Settings
 from services.llm import AnthropicProvider, OfflineProvider, OpenAIProvider, RetryPolicy, Router
 from services.memories.store import MemoryStore
@@ -419,10 +420,12 @@ def test_the_scheduler_sweep_reflects_and_embeds_what_it_wrote(
     runtime = Runtime(
         settings=settings,
         pool=pool,
+        user_pool=pool,
         embedder=embedder,
         memories=store,
         threads=threads,
         redis=None,
+        archive=LocalArchive(tmp_path / "archive"),
         agent=Agent(store, threads, router, usage),
         usage=usage,
     )

@@ -20,21 +20,14 @@ import orjson
 from flask import Blueprint, Response, current_app, g, request, stream_with_context
 
 from services.agent import TurnEvent
-from services.api.common import body, caller, runtime
-from services.db import Pool
-from services.errors import AppError, InvalidInput
+from services.api.common import body, caller, request_id, runtime
+from services.errors import InvalidInput
+from services.idempotency import HEADER as IDEMPOTENCY_HEADER
+from services.idempotency import Idempotency
 from services.telemetry import user_hash
 
 bp = Blueprint("chat", __name__)
 log = logging.getLogger("memory_agent.chat")
-
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-class IdempotencyConflict(AppError):
-    status = 409
-    code = "idempotency_conflict"
-
 
 # ---- /v1/chat -----------------------------------------------------------------------------
 
@@ -46,8 +39,9 @@ def chat():
     stream = bool(data.get("stream", False))
     key = _idempotency_key()
     rt = runtime()
+    idempotency = rt.idempotency
     if key is not None:
-        replay = claim_idempotency(rt.user_pool, user_id, key, _fingerprint(data))
+        replay = idempotency.claim(user_id, key, _fingerprint(data))
         if replay is not None:
             return _respond(replay, stream)
     try:
@@ -58,9 +52,9 @@ def chat():
         )
     except BaseException:
         if key is not None:
-            release_idempotency(rt.user_pool, user_id, key)
+            idempotency.release(user_id, key)
         raise
-    recorded = _recorded(observed(events), rt.user_pool, user_id, key)
+    recorded = _recorded(observed(events), idempotency, user_id, key)
     if stream:
         return sse_response(_chat_frames(recorded))
     return chat_body([event.to_dict() for event in recorded])
@@ -166,7 +160,7 @@ def close_events(events: Iterator[TurnEvent]) -> None:
 
 
 def _recorded(
-    events: Iterator[TurnEvent], pool: Pool, user_id: str, key: str | None
+    events: Iterator[TurnEvent], idempotency: Idempotency, user_id: str, key: str | None
 ) -> Iterator[TurnEvent]:
     """The turn run to its end, its events stored for idempotent retries."""
     seen: list[TurnEvent] = []
@@ -174,7 +168,7 @@ def _recorded(
         yield from run_to_end(events, seen)
     finally:
         if key is not None:
-            store_idempotent_result(pool, user_id, key, [e.to_dict() for e in seen])
+            idempotency.store(user_id, key, [e.to_dict() for e in seen])
 
 
 # ---- idempotency --------------------------------------------------------------------------
@@ -194,56 +188,3 @@ def _fingerprint(data: dict[str, Any]) -> str:
     # without streaming and still get its result.
     turn = {name: value for name, value in data.items() if name != "stream"}
     return hashlib.sha256(json.dumps(turn, sort_keys=True).encode()).hexdigest()
-
-
-def claim_idempotency(
-    pool: Pool, user_id: str, key: str, fingerprint: str
-) -> list[dict[str, Any]] | None:
-    """None: this request owns the key and runs. Otherwise the stored events to replay."""
-    with pool.transaction(user_id) as tx:
-        claimed = tx.one(
-            "INSERT INTO idempotent_requests (user_id, key, request_hash) VALUES (%s, %s, %s) "
-            "ON CONFLICT (user_id, key) DO NOTHING RETURNING 1",
-            [user_id, key, fingerprint],
-        )
-        if claimed:
-            return None
-        row = tx.one(
-            "SELECT request_hash, response FROM idempotent_requests "
-            "WHERE user_id = %s AND key = %s",
-            [user_id, key],
-        )
-    if row is None:  # released between the two statements: let the client retry
-        raise IdempotencyConflict("request with this Idempotency-Key is being retried", "key")
-    stored_hash, response = row
-    if stored_hash != fingerprint:
-        raise IdempotencyConflict(
-            f"{IDEMPOTENCY_HEADER} was used for a different request", IDEMPOTENCY_HEADER
-        )
-    if response is None:
-        raise IdempotencyConflict(
-            f"a request with this {IDEMPOTENCY_HEADER} is still running", IDEMPOTENCY_HEADER
-        )
-    return json.loads(response) if isinstance(response, str) else response
-
-
-def release_idempotency(pool: Pool, user_id: str, key: str) -> None:
-    with pool.transaction(user_id) as tx:
-        tx.execute(
-            "DELETE FROM idempotent_requests WHERE user_id = %s AND key = %s AND response IS NULL",
-            [user_id, key],
-        )
-
-
-def store_idempotent_result(
-    pool: Pool, user_id: str, key: str, events: list[dict[str, Any]]
-) -> None:
-    with pool.transaction(user_id) as tx:
-        tx.execute(
-            "UPDATE idempotent_requests SET response = %s::jsonb WHERE user_id = %s AND key = %s",
-            [json.dumps(events, default=str), user_id, key],
-        )
-
-
-def request_id() -> str | None:
-    return request.environ.get("REQUEST_ID")

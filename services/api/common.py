@@ -1,5 +1,8 @@
-"""What every API handler needs: the caller, the runtime, the body, query parameters, and
-the JSON form of the store's records."""
+"""What every API handler needs: the caller, the runtime, the request id, the body, query
+parameters, and the JSON form of the store's records.
+
+Handlers reach the database only through the runtime's services, which are bound to the
+right pool already (services/runtime.py): no handler names a pool."""
 
 from __future__ import annotations
 
@@ -25,6 +28,11 @@ def runtime() -> Runtime:
 
 def caller() -> Principal:
     return g.principal
+
+
+def request_id() -> str | None:
+    """This request's id (the client's X-Request-Id or a new one, see services/app.py)."""
+    return request.environ.get("REQUEST_ID")
 
 
 def body(schema: str) -> dict[str, Any]:

@@ -31,8 +31,8 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from services.agent import TurnError, TurnEvent, TurnFinished, TurnStarted
-from services.api.chat import close_events, observed, request_id, run_to_end, sse_response
-from services.api.common import body, caller, runtime
+from services.api.chat import close_events, observed, run_to_end, sse_response
+from services.api.common import body, caller, request_id, runtime
 from services.api.openapi import THREAD_HEADER
 from services.errors import InvalidInput, NotFound
 from services.runtime import Runtime

@@ -10,9 +10,7 @@ from typing import Any
 from flask import Blueprint
 
 from services.api.common import body, caller, query_int, runtime
-from services.privacy import DeletionRequest, erase_user, export_user, get_deletion_request
-from services.retention import default_policy, get_policy, set_policy
-from services.usage import build_report
+from services.privacy import DeletionRequest
 
 bp = Blueprint("me", __name__)
 
@@ -21,7 +19,7 @@ bp = Blueprint("me", __name__)
 def usage():
     until = datetime.now(UTC)
     since = until - timedelta(days=query_int("days", 30, 1, 366))
-    report = build_report(runtime().pool, since=since, until=until, user_id=caller().user_id)
+    report = runtime().account.usage(caller().user_id, since, until)
     items = [
         {
             "day": row.key[0],
@@ -40,8 +38,7 @@ def usage():
 
 @bp.get("/v1/me/export")
 def export():
-    rt = runtime()
-    return export_user(rt.pool, rt.archive, caller().user_id)
+    return runtime().account.export(caller().user_id)
 
 
 @bp.delete("/v1/me")
@@ -49,8 +46,7 @@ def erase():
     """200 when everything is erased; 202 while some step is pending (Redis or the archive
     unreachable): it is retried in the background until done, and GET on the request
     (the Location header) shows how far it got."""
-    rt = runtime()
-    request = erase_user(rt.pool, rt.redis, rt.archive, caller().user_id)
+    request = runtime().erasure.erase(caller().user_id)
     if request.complete:
         return erasure_json(request)
     return erasure_json(request), 202, {"Location": f"/v1/me/erasure/{request.id}"}
@@ -58,7 +54,7 @@ def erase():
 
 @bp.get("/v1/me/erasure/<request_id>")
 def erasure_state(request_id: str):
-    return erasure_json(get_deletion_request(runtime().pool, request_id, caller().user_id))
+    return erasure_json(runtime().account.erasure(caller().user_id, request_id))
 
 
 def erasure_json(request: DeletionRequest) -> dict[str, Any]:
@@ -77,13 +73,10 @@ def erasure_json(request: DeletionRequest) -> dict[str, Any]:
 
 @bp.get("/v1/me/retention")
 def read_retention():
-    rt = runtime()
-    return asdict(get_policy(rt.pool, default_policy(rt.settings), caller().user_id))
+    return asdict(runtime().account.retention(caller().user_id))
 
 
 @bp.put("/v1/me/retention")
 def update_retention():
-    rt = runtime()
     changes = body("RetentionPolicy")
-    policy = set_policy(rt.pool, default_policy(rt.settings), caller().user_id, changes)
-    return asdict(policy)
+    return asdict(runtime().account.set_retention(caller().user_id, changes))

@@ -16,13 +16,13 @@ from services.api.common import (
     query_json_object,
     query_number,
     query_text,
+    request_id,
     runtime,
 )
 from services.errors import InvalidInput
 from services.limits import MAX_CURSOR_CHARS, MAX_ID_CHARS, MAX_PAGE_LIMIT
 from services.memories.records import DEFAULT_NAMESPACE, Kind
 from services.memories.validation import check_kind, check_time
-from services.retention import restore_archived
 from services.retrieval import retrieve
 
 bp = Blueprint("memories", __name__)
@@ -98,7 +98,7 @@ def create_memory():
         observed_at=data.get("observed_at"),
         expires_at=future(data.get("expires_at")),
         kind=data.get("kind", "fact"),
-        request_id=request.environ.get("REQUEST_ID"),
+        request_id=request_id(),
     )
     return memory_json(written.memory), 201 if written.op == "ADD" else 200
 
@@ -125,7 +125,7 @@ def update_memory(memory_id: UUID):
         observed_at=data.get("observed_at"),
         expires_at=future(data.get("expires_at")),
         expected_version=data.get("version"),
-        request_id=request.environ.get("REQUEST_ID"),
+        request_id=request_id(),
     )
     return memory_json(written.memory)
 
@@ -137,7 +137,7 @@ def delete_memory(memory_id: UUID):
         caller().user_id,
         str(memory_id),
         expected_version=query_int("version", 0, 1, 2**31 - 1) if version else None,
-        request_id=request.environ.get("REQUEST_ID"),
+        request_id=request_id(),
     )
     return "", 204
 
@@ -153,14 +153,7 @@ def restore_memories():
     data = body("RestoreRequest")
     rt = runtime()
     user_id = caller().user_id
-    result = restore_archived(
-        rt.pool,
-        rt.archive,
-        user_id,
-        rt.embedder.model,
-        data.get("memory_ids"),
-        request_id=request.environ.get("REQUEST_ID"),
-    )
+    result = rt.account.restore(user_id, data.get("memory_ids"), request_id())
     return {
         "restored": [memory_json(rt.memories.get(user_id, i)) for i in result.restored],
         "conflicts": result.conflicts,

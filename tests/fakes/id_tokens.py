@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
+CERTS_CACHE_CONTROL = "public, max-age=21600, must-revalidate, no-transform"
+
 
 def key_and_cert(common_name: str) -> tuple[str, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -59,6 +61,8 @@ class TokenIssuer:
                 body = json.dumps({issuer.kid: issuer.cert_pem}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
+                # As googleapis.com does: clients may keep the certificates this long.
+                self.send_header("Cache-Control", CERTS_CACHE_CONTROL)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
