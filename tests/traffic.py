@@ -158,8 +158,11 @@ class Traffic:
             final = _final_event(reply, streamed=op == "chat_stream")
             if final is None:
                 return reply, None, None  # start a new thread next time
-            ack = Ack("chat", final["thread_id"], text, secret) if final["saved"] else None
-            return reply, ack, final["thread_id"]
+            if not final["saved"]:
+                # An existing thread keeps its earlier turns; a new one whose first turn was
+                # not saved does not exist, as the error says: start again without it.
+                return reply, None, thread_id
+            return reply, Ack("chat", final["thread_id"], text, secret), final["thread_id"]
         path = {
             "read": "/v1/memories?limit=20",
             "search": "/v1/memories/search?q=notebook&limit=5",
