@@ -30,8 +30,8 @@ from services.config import Settings
 from services.db import open_pool
 from services.embeddings import CachedQueryEmbedder, LocalEmbedder, embedding_spec
 from services.llm import AnthropicProvider, OfflineProvider, Router
-from services.llm.common import Usage
 from services.llm.pricing import cost_usd
+from services.llm.types import Usage
 from services.memories.records import NewMemory
 from services.memories.store import MemoryStore
 from services.migrate import migrate

@@ -42,11 +42,11 @@ from bench.lifetime import Run, cleanup
 from services.archive import LocalArchive
 from services.config import Settings
 from services.db import Pool, open_pool
+from services.embedding_worker import BackgroundWorker, drain
 from services.embeddings import LOCAL_MODEL, LocalEmbedder
 from services.memories.records import NewMemory
 from services.memories.store import MemoryStore
 from services.migrate import migrate
-from services.outbox import BackgroundWorker, drain
 from services.progress import reporter
 from services.retention import RetentionJob, RetentionPolicy, run_retention
 from services.threads import ThreadStore

@@ -29,11 +29,11 @@ import numpy as np
 from bench.lifetime import Run, cleanup
 from services.config import Settings
 from services.db import Pool, open_pool
+from services.embedding_worker import drain
 from services.embeddings import LocalEmbedder
 from services.memories.records import NewMemory
 from services.memories.store import MemoryStore
 from services.migrate import migrate
-from services.outbox import drain
 from services.progress import reporter
 from services.runtime import connect_redis
 from services.threads import ChatMessage, ThreadStore

@@ -34,9 +34,9 @@ from functions.common import (
     json_reply,
     named,
 )
+from services.embedding_worker import OutboxRun, drain
 from services.embeddings import duplicate_threshold
 from services.oidc import make_verifier
-from services.outbox import OutboxRun, drain
 from services.reflection import ReflectionConfig, ReflectionReport, Reflector
 from services.runtime import Runtime
 

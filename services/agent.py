@@ -39,12 +39,13 @@ from typing import Any, Literal, Protocol
 
 from services.config import Settings
 from services.errors import InvalidInput
-from services.llm.common import (
+from services.llm.errors import NoProviderAvailable
+from services.llm.offline import PROVIDER as OFFLINE
+from services.llm.types import (
     ChatRequest,
     Completion,
     Done,
     Message,
-    NoProviderAvailable,
     StreamError,
     StreamEvent,
     TextDelta,
@@ -52,7 +53,6 @@ from services.llm.common import (
     ToolCallEvent,
     Usage,
 )
-from services.llm.offline import PROVIDER as OFFLINE
 from services.memories.records import Memory, NewMemory, SearchHit
 from services.memories.store import MemoryStore
 from services.memories.validation import check_id

@@ -12,8 +12,8 @@ from dataclasses import replace
 
 from functions.retention import retention_job
 from services.config import ConfigError, Settings
+from services.embedding_worker import embed_pending
 from services.embeddings import duplicate_threshold
-from services.outbox import embed_pending
 from services.progress import Progress, reporter
 from services.retention import run_retention
 from services.runtime import Runtime, build_runtime

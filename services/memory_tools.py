@@ -21,7 +21,7 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator, ValidationError
 
 from services.errors import AppError
-from services.llm.common import Message, ToolCall, ToolSpec
+from services.llm.types import Message, ToolCall, ToolSpec
 from services.memories.records import Memory
 from services.memories.store import MemoryStore
 from services.retrieval import retrieve

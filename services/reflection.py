@@ -40,8 +40,9 @@ from typing import Any
 from services.agent import ChatRouter, UsageSink, render_memory
 from services.config import Settings
 from services.db import Pool
-from services.llm.common import ChatRequest, Message, NoProviderAvailable, ToolCall, collect
+from services.llm.errors import NoProviderAvailable
 from services.llm.offline import PROVIDER as OFFLINE
+from services.llm.types import ChatRequest, Message, ToolCall, collect
 from services.memories.store import MemoryStore
 from services.memory_tools import TOOL_SPECS, ToolContext, run_tool_step
 from services.usage import UsageRecord, chat_usage

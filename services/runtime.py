@@ -17,6 +17,7 @@ from services.agent import Agent, AgentConfig
 from services.archive import Archive, make_archive
 from services.config import Settings
 from services.db import APP_ROLE, JOBS_ROLE, Pool, Source, connection_source, open_pool
+from services.embedding_worker import BackgroundWorker, drain
 from services.embeddings import (
     CachedQueryEmbedder,
     Embedder,
@@ -30,7 +31,6 @@ from services.llm.factory import WarmingRouter, build_router
 from services.memories.records import StoreLimits
 from services.memories.store import MemoryStore
 from services.migrate import migrate
-from services.outbox import BackgroundWorker, drain
 from services.privacy import Erasure
 from services.publisher import Publisher, make_publisher
 from services.retention import default_policy

@@ -20,11 +20,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from services.db import Pool, Tx
-from services.llm.common import Done, Usage
 from services.llm.pricing import cost_usd, is_paid
+from services.llm.types import Done, Usage
 
 Kind = Literal["chat", "embedding"]
 DAYS_PER_MONTH = 30
@@ -255,6 +255,25 @@ _SUMS = (
 )
 
 
+def _turn_stats(totals: Sequence[Any], *, days: float) -> TurnStats:
+    """Per-turn figures from the totals row: turns, users, spend, tokens, unpriced calls."""
+    turns, active_users, total, tokens_in, tokens_out, unpriced = totals
+    turns, active_users, total = int(turns), int(active_users), float(total)
+    return TurnStats(
+        turns=turns,
+        users=active_users,
+        days=days,
+        total_usd=total,
+        cost_per_turn=total / turns if turns else 0.0,
+        input_tokens_per_turn=int(tokens_in) / turns if turns else 0.0,
+        output_tokens_per_turn=int(tokens_out) / turns if turns else 0.0,
+        turns_per_user_month=(
+            turns / active_users / days * DAYS_PER_MONTH if active_users else 0.0
+        ),
+        unpriced_calls=int(unpriced),
+    )
+
+
 def build_report(
     pool: Pool,
     *,
@@ -305,23 +324,7 @@ def build_report(
             """,
             params,
         )
-    turns, active_users, total, tokens_in, tokens_out, unpriced = totals
-    turns, active_users = int(turns), int(active_users)
-    days = max((until - since).total_seconds() / 86400, 1e-9)
-    total = float(total)
-    stats = TurnStats(
-        turns=turns,
-        users=active_users,
-        days=days,
-        total_usd=total,
-        cost_per_turn=total / turns if turns else 0.0,
-        input_tokens_per_turn=int(tokens_in) / turns if turns else 0.0,
-        output_tokens_per_turn=int(tokens_out) / turns if turns else 0.0,
-        turns_per_user_month=(
-            turns / active_users / days * DAYS_PER_MONTH if active_users else 0.0
-        ),
-        unpriced_calls=int(unpriced),
-    )
+    stats = _turn_stats(totals, days=max((until - since).total_seconds() / 86400, 1e-9))
     per_month = stats.turns_per_user_month if turns_per_user_month is None else turns_per_user_month
     projections = [
         Projection(n, per_month, stats.cost_per_turn, n * per_month * stats.cost_per_turn)

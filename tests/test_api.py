@@ -12,7 +12,7 @@ import pytest
 from services.app import create_app
 from services.auth import ApiKeyStore
 from services.config import Settings
-from services.outbox import drain
+from services.embedding_worker import drain
 from tests.fakes.id_tokens import TokenIssuer
 from tests.fakes.llm_server import FakeLLMServer, Reply, ToolUse
 

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.quality import dedup as calibration
+from services.embedding_worker import drain
 from services.embeddings import DUPLICATE_THRESHOLDS
 from services.memories.dedup import MergeRule, normalise, same_statement, wording
-from services.outbox import drain
 from tests.processes import unique_user
 
 PAIRS = Path(calibration.__file__).with_name("dedup_pairs.jsonl")

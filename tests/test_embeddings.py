@@ -8,10 +8,10 @@ import pytest
 
 from services.config import Settings
 from services.db import open_pool
+from services.embedding_worker import drain
 from services.embeddings import EmbeddingError, OpenAIEmbedder, embedding_spec, make_embedder
 from services.memories.store import MemoryStore
 from services.migrate import migrate
-from services.outbox import drain
 from tests.fakes.llm_server import Failure, FakeLLMServer
 from tests.processes import make_database_url, unique_user
 

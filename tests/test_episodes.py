@@ -12,9 +12,9 @@ import pytest
 from services.agent import Agent, AgentConfig
 from services.archive import LocalArchive
 from services.db import APP_ROLE, open_pool
+from services.embedding_worker import drain
 from services.llm import AnthropicProvider, OfflineProvider, RetryPolicy, Router
 from services.memories.store import MemoryStore
-from services.outbox import drain
 from services.retention import RetentionJob, RetentionPolicy, run_retention
 from services.retrieval import retrieve
 from services.threads import ThreadStore

@@ -2,7 +2,7 @@
 inside a 200 Anthropic stream is classified."""
 
 from services.llm.anthropic_provider import stream_error
-from services.llm.common import ProviderUnavailableError, RateLimitedError, StreamInterruptedError
+from services.llm.errors import ProviderUnavailableError, RateLimitedError, StreamInterruptedError
 from services.llm.sse import sse_events
 
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.embedding_worker import drain
 from services.embeddings import duplicate_threshold
 from services.errors import Conflict, InvalidInput, NotFound
 from services.memories.records import NewMemory
-from services.outbox import drain
 from tests.processes import unique_user
 
 

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.agent import Agent, AgentConfig
+from services.embedding_worker import drain
 from services.llm import AnthropicProvider, OfflineProvider, OpenAIProvider, RetryPolicy, Router
 from services.memories.records import NewMemory
 from services.memory_tools import MAX_SEARCH_RESULTS, TOOL_SPECS
-from services.outbox import drain
 from services.reflection import ReflectionConfig, Reflector
 from services.retrieval import retrieve
 from services.threads import ChatMessage, ThreadStore

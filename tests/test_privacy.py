@@ -9,8 +9,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from services.archive import GcsArchive, LocalArchive, subject_hash, user_prefix
+from services.embedding_worker import drain
 from services.errors import NotFound
-from services.outbox import drain
 from services.privacy import (
     STEPS,
     erase_user,

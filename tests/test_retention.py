@@ -11,9 +11,9 @@ import redis as redis_lib
 
 from services.archive import LocalArchive, user_prefix
 from services.config import Settings
+from services.embedding_worker import drain
 from services.errors import InvalidInput, NotFound
 from services.memories.store import MemoryStore
-from services.outbox import drain
 from services.privacy import request_deletion
 from services.retention import (
     RetentionJob,

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services import retrieval
+from services.embedding_worker import drain
 from services.errors import InvalidInput
 from services.memories.records import Memory, NewMemory, RankedMemory
-from services.outbox import drain
 from tests.processes import unique_user
 
 WHEN = datetime(2023, 5, 1, tzinfo=UTC)

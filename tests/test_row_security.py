@@ -11,7 +11,7 @@ from pg8000.exceptions import DatabaseError
 
 from services.archive import subject_hash
 from services.db import APP_ROLE, JOBS_ROLE, Pool, open_pool
-from services.llm.common import Usage
+from services.llm.types import Usage
 from services.memories.store import MemoryStore
 from services.runtime import Runtime, build_runtime
 from services.threads import ChatMessage, ThreadStore

@@ -62,10 +62,10 @@ import numpy as np
 
 from services import lexical, retrieval
 from services.db import Pool
+from services.embedding_worker import drain
 from services.embeddings import Embedder
-from services.llm.common import ChatRequest, Message
+from services.llm.types import ChatRequest, Message
 from services.memories.store import MemoryStore
-from services.outbox import drain
 from services.turns import Turn
 
 OUT = Path(__file__).resolve().parents[1] / "out"

@@ -1,4 +1,5 @@
-"""Language-model access: provider-neutral types (common), the Anthropic and OpenAI
+"""Language-model access: provider-neutral types (types), how calls fail (errors), the
+model list of a provider (models), the Anthropic and OpenAI
 providers over their official SDKs, the router (retry, circuit breaker, failover, cheap
 routing), the offline fallback (offline), the price table (pricing) and the wiring from
 Settings (factory, imported on its own).
@@ -7,15 +8,10 @@ The providers import their SDKs, which takes seconds; they are loaded on first u
 module ``__getattr__``), so importing the package (the agent does) stays cheap.
 """
 
-from .common import (
+from .errors import (
     AuthenticationFailedError,
     BadRequestError,
-    ChatProvider,
-    ChatRequest,
-    Completion,
-    Done,
     FatalProviderError,
-    Message,
     ModelNotFoundError,
     NoProviderAvailable,
     ProviderConnectionError,
@@ -24,9 +20,19 @@ from .common import (
     ProviderUnavailableError,
     RateLimitedError,
     RetryableProviderError,
+    StreamInterruptedError,
+)
+from .offline import OfflineProvider, offline_answer
+from .pricing import PRICES, Cost, Price, cost_usd
+from .router import BreakerPolicy, CircuitBreaker, RetryPolicy, Router, is_simple_message
+from .types import (
+    ChatProvider,
+    ChatRequest,
+    Completion,
+    Done,
+    Message,
     StreamError,
     StreamEvent,
-    StreamInterruptedError,
     TextDelta,
     ToolCall,
     ToolCallEvent,
@@ -34,9 +40,6 @@ from .common import (
     Usage,
     collect,
 )
-from .offline import OfflineProvider, offline_answer
-from .pricing import PRICES, Cost, Price, cost_usd
-from .router import BreakerPolicy, CircuitBreaker, RetryPolicy, Router, is_simple_message
 
 __all__ = [
     "AnthropicProvider",

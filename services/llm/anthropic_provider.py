@@ -23,28 +23,29 @@ import anthropic
 import httpx2
 import orjson
 
-from .common import (
-    ChatRequest,
-    Done,
-    Message,
-    ModelChain,
+from .errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     RateLimitedError,
-    StreamEvent,
     StreamInterruptedError,
+    error_for_status,
+    parse_retry_after,
+)
+from .models import ModelChain, attempt_timeouts
+from .sse import sse_events
+from .types import (
+    ChatRequest,
+    Done,
+    Message,
+    StreamEvent,
     TextDelta,
     ToolCall,
     ToolCallEvent,
     ToolSpec,
     Usage,
-    attempt_timeouts,
-    error_for_status,
-    parse_retry_after,
 )
-from .sse import sse_events
 
 PROVIDER = "anthropic"
 CARD_MODEL = "claude-sonnet-4-5-20250929"

@@ -17,9 +17,9 @@ from typing import Any
 
 from services.config import Settings, csv
 
-from .common import ChatProvider, ChatRequest, StreamEvent
 from .offline import OfflineProvider
 from .router import BreakerPolicy, RetryPolicy, Router
+from .types import ChatProvider, ChatRequest, StreamEvent
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-from .common import ChatRequest, Done, StreamEvent, TextDelta, Usage
+from .types import ChatRequest, Done, StreamEvent, TextDelta, Usage
 
 PROVIDER = "offline"
 Reason = Literal["not_configured", "unavailable", "timed_out"]
@@ -52,7 +52,7 @@ def offline_answer(request: ChatRequest, reason: Reason) -> str:
 
 
 class OfflineProvider:
-    """A :class:`~services.llm.common.ChatProvider`-like fallback; ``reason`` picks the
+    """A :class:`~services.llm.types.ChatProvider`-like fallback; ``reason`` picks the
     wording (``not_configured``, ``unavailable`` or ``timed_out``)."""
 
     name = PROVIDER

@@ -16,25 +16,26 @@ from typing import Any
 import httpx2
 import openai
 
-from .common import (
-    ChatRequest,
-    Done,
-    Message,
-    ModelChain,
+from .errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
     ProviderUnavailableError,
-    StreamEvent,
     StreamInterruptedError,
+    error_for_status,
+    parse_retry_after,
+)
+from .models import ModelChain, attempt_timeouts
+from .types import (
+    ChatRequest,
+    Done,
+    Message,
+    StreamEvent,
     TextDelta,
     ToolCall,
     ToolCallEvent,
     ToolSpec,
     Usage,
-    attempt_timeouts,
-    error_for_status,
-    parse_retry_after,
 )
 
 PROVIDER = "openai"

@@ -1,6 +1,6 @@
 """Model prices (USD per million tokens) and the cost of one call's usage.
 
-Token classes follow :class:`~services.llm.common.Usage`: ``input`` is uncached input,
+Token classes follow :class:`~services.llm.types.Usage`: ``input`` is uncached input,
 ``cache_read``/``cache_write`` are prompt-cache reads and writes (Anthropic's 5-minute
 cache write is 1.25x input, a read 0.1x; OpenAI caches automatically, reads at its cached
 rate and charges no write premium). Embedding models only have an input price.
@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .common import Usage
+from .types import Usage
 
 MILLION = 1_000_000
 

@@ -28,19 +28,17 @@ import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from .common import (
-    BadRequestError,
+from .errors import BadRequestError, NoProviderAvailable, ProviderError
+from .offline import OfflineProvider
+from .types import (
     ChatProvider,
     ChatRequest,
     Completion,
-    NoProviderAvailable,
-    ProviderError,
     StreamError,
     StreamEvent,
     TextDelta,
     collect,
 )
-from .offline import OfflineProvider
 
 log = logging.getLogger(__name__)
 

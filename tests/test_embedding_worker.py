@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
+from services.embedding_worker import drain
 from services.embeddings import EmbeddingError
 from services.memories.records import NewMemory
-from services.outbox import drain
 from tests.processes import unique_user
 
 
