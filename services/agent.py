@@ -39,6 +39,7 @@ from typing import Any, Literal, Protocol
 
 from services.config import Settings
 from services.errors import InvalidInput
+from services.limits import MAX_CHAT_MESSAGE_CHARS
 from services.llm.errors import NoProviderAvailable
 from services.llm.offline import PROVIDER as OFFLINE
 from services.llm.types import (
@@ -58,7 +59,7 @@ from services.memories.store import MemoryStore
 from services.memories.validation import check_id
 from services.memory_tools import TOOL_SPECS, ToolContext, run_tool_step
 from services.retrieval import retrieve
-from services.threads import MAX_MESSAGE_CHARS, ChatMessage, ThreadStore, new_thread_id
+from services.threads import ChatMessage, ThreadStore, new_thread_id
 from services.usage import UsageRecord, chat_usage, embedding_usage, estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -683,8 +684,8 @@ def system_prompt(client_instructions: str) -> str:
 def check_message_text(message: Any) -> str:
     if not isinstance(message, str) or not message.strip():
         raise InvalidInput("message must be a non-empty string", "message")
-    if len(message) > MAX_MESSAGE_CHARS:
-        raise InvalidInput(f"message is longer than {MAX_MESSAGE_CHARS} characters", "message")
+    if len(message) > MAX_CHAT_MESSAGE_CHARS:
+        raise InvalidInput(f"message is longer than {MAX_CHAT_MESSAGE_CHARS} characters", "message")
     if "\x00" in message:
         raise InvalidInput("message contains a NUL character", "message")
     return message

@@ -22,13 +22,13 @@ from typing import Any
 
 from services.db import Pool, Tx, text_array
 from services.errors import InvalidInput, NotFound
+from services.limits import MAX_THREAD_ID_CHARS, MAX_THREAD_MESSAGE_CHARS, THREAD_ID_PATTERN
 from services.memories.validation import check_id, check_limit
 
 log = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant", "tool")
-THREAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_MESSAGE_CHARS = 100_000
+THREAD_ID = re.compile(THREAD_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -395,16 +395,18 @@ def new_thread_id() -> str:
 
 def check_thread_id(value: Any) -> str:
     if not isinstance(value, str) or not THREAD_ID.match(value):
-        raise InvalidInput("thread_id must be 1-64 letters, digits, '-' or '_'", "thread_id")
+        raise InvalidInput(
+            f"thread_id must be 1-{MAX_THREAD_ID_CHARS} letters, digits, '-' or '_'", "thread_id"
+        )
     return value
 
 
 def check_message(message: ChatMessage, where: str) -> None:
     if message.role not in ROLES:
         raise InvalidInput(f"{where}.role must be one of {', '.join(ROLES)}", "role")
-    if not isinstance(message.content, str) or len(message.content) > MAX_MESSAGE_CHARS:
+    if not isinstance(message.content, str) or len(message.content) > MAX_THREAD_MESSAGE_CHARS:
         raise InvalidInput(
-            f"{where}.content must be a string of at most {MAX_MESSAGE_CHARS} characters",
+            f"{where}.content must be a string of at most {MAX_THREAD_MESSAGE_CHARS} characters",
             "content",
         )
     if "\x00" in message.content:

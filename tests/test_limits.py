@@ -76,3 +76,23 @@ def test_the_readme_states_the_default_the_settings_use():
     assert (
         row is not None and int(row.group(1)) == MAX_CONTENT_CHARS == Settings().max_content_chars
     )
+
+
+def test_chat_message_length_is_what_the_agent_enforces():
+    from services.agent import check_message_text
+
+    limit = schemas()["ChatRequest"]["properties"]["message"]["maxLength"]
+    assert check_message_text("m" * limit)
+    assert refused(check_message_text, "m" * (limit + 1))
+    part = schemas()["ContentPart"]["then"]["properties"]["text"]["maxLength"]
+    assert part == limit
+
+
+def test_thread_ids_are_what_the_thread_store_enforces():
+    from services.threads import check_thread_id
+
+    pattern = schemas()["ChatRequest"]["properties"]["thread_id"]["pattern"]
+    longest = int(re.search(r"\{1,(\d+)\}", pattern).group(1))
+    assert check_thread_id("t" * longest)
+    assert refused(check_thread_id, "t" * (longest + 1))
+    assert refused(check_thread_id, "no spaces")

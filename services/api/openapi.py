@@ -14,11 +14,14 @@ from jsonschema import Draft202012Validator
 from services.api.docs import ASSETS as DOCS_ASSETS
 from services.errors import InvalidInput
 from services.limits import (
+    MAX_CHAT_MESSAGE_CHARS,
     MAX_CONTENT_CHARS,
     MAX_CURSOR_CHARS,
     MAX_ID_CHARS,
     MAX_JSON_ITEMS,
     MAX_PAGE_LIMIT,
+    MAX_THREAD_MESSAGE_CHARS,
+    THREAD_ID_PATTERN,
 )
 
 # The patterns say what the store enforces: no NUL in text, no control characters in ids,
@@ -32,7 +35,6 @@ ID_CHARS = "^[^\\S\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-
 TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_CONTENT_CHARS, "pattern": NOT_BLANK}
 CONTEXT = {"type": "string", "maxLength": MAX_CONTENT_CHARS, "pattern": NO_NUL}
 ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": ID_CHARS}
-THREAD_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 TIME = {"type": "string", "format": "date-time"}
 KIND = {"type": "string", "enum": ["fact", "episode"]}
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -246,8 +248,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "required": ["message"],
         "properties": {
-            "message": {"type": "string", "minLength": 1, "maxLength": 32000, "pattern": NOT_BLANK},
-            "thread_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+            "message": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_CHAT_MESSAGE_CHARS,
+                "pattern": NOT_BLANK,
+            },
+            "thread_id": {"type": "string", "pattern": THREAD_ID_PATTERN},
             "stream": {"type": "boolean"},
         },
     },
@@ -298,7 +305,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             "type": "string",
                             "enum": ["system", "developer", "user", "assistant", "tool"],
                         },
-                        "content": {"type": ["string", "array", "null"], "maxLength": 100000},
+                        "content": {
+                            "type": ["string", "array", "null"],
+                            "maxLength": MAX_THREAD_MESSAGE_CHARS,
+                        },
                     },
                     # Every user message needs text (the last one is the turn).
                     "if": {"properties": {"role": {"const": "user"}}},
@@ -307,7 +317,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         "properties": {
                             "content": {
                                 "anyOf": [
-                                    {"type": "string", "maxLength": 32000, "pattern": NOT_BLANK},
+                                    {
+                                        "type": "string",
+                                        "maxLength": MAX_CHAT_MESSAGE_CHARS,
+                                        "pattern": NOT_BLANK,
+                                    },
                                     {
                                         "type": "array",
                                         "items": {"$ref": "#/components/schemas/ContentPart"},
@@ -395,7 +409,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "if": {"properties": {"type": {"const": "text"}}},
         "then": {
             "required": ["text"],
-            "properties": {"text": {"type": "string", "maxLength": 32000, "pattern": NOT_BLANK}},
+            "properties": {
+                "text": {
+                    "type": "string",
+                    "maxLength": MAX_CHAT_MESSAGE_CHARS,
+                    "pattern": NOT_BLANK,
+                }
+            },
         },
     },
     "ChatCompletion": {
