@@ -5,7 +5,6 @@ PostgreSQL and the real local embedder."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -64,20 +63,6 @@ def router(fake, kind: str) -> Router:
     )
 
 
-def tool_results(request) -> list[dict]:
-    """The tool results an SDK sent back, parsed, in either provider's format."""
-    out = []
-    for message in request.body["messages"]:
-        if request.provider == "openai":
-            if message["role"] == "tool":
-                out.append(json.loads(message["content"]))
-        elif isinstance(message["content"], list):
-            out += [
-                json.loads(b["content"]) for b in message["content"] if b["type"] == "tool_result"
-            ]
-    return out
-
-
 def nothing_pending(pool) -> None:
     """Only the thread a test writes next is work for reflection (the database is shared)."""
     with pool.transaction() as tx:
@@ -92,7 +77,7 @@ def chat_results(fake, kind, store, threads, user, calls) -> list[dict]:
     fake.script(kind, Reply(text="", tool_calls=calls), Reply(text="ok"))
     agent = Agent(store, threads, router(fake, kind), config=AgentConfig(episodes=False))
     list(agent.run_turn(user, None, "please use the tools"))
-    return tool_results(fake.requests_for(kind)[-1])
+    return fake.requests_for(kind)[-1].tool_results()
 
 
 def reflection_results(fake, kind, pool, store, threads, user, calls) -> list[dict]:
@@ -111,7 +96,7 @@ def reflection_results(fake, kind, pool, store, threads, user, calls) -> list[di
     )
     (outcome,) = reflector.run().threads
     assert outcome.status == "reflected"
-    return tool_results(fake.requests_for(kind)[-1])
+    return fake.requests_for(kind)[-1].tool_results()
 
 
 @BOTH

@@ -110,19 +110,6 @@ def tool_names(request) -> list[str]:
     return [t["function"]["name"] for t in tools]
 
 
-def tool_results(request) -> list[dict]:
-    out = []
-    for message in request.body["messages"]:
-        if request.provider == "openai":
-            if message["role"] == "tool":
-                out.append(json.loads(message["content"]))
-        elif isinstance(message["content"], list):
-            out += [
-                json.loads(b["content"]) for b in message["content"] if b["type"] == "tool_result"
-            ]
-    return out
-
-
 def contents(store, user) -> set[str]:
     return {m.content for m in store.list(user, limit=100).items}
 
@@ -182,7 +169,7 @@ def test_a_conversation_without_tool_calls_becomes_the_expected_memories(
     assert "<conversation>" in text and "Congratulations on the move!" in text
     assert f"[{porto.id}] Lives in Porto" in system and spanish.id in system
     assert tool_names(first) == ["upsert_memory", "delete_memory", "search_memory"]
-    assert [r["ok"] for r in tool_results(second)] == [True, True, True]
+    assert [r["ok"] for r in second.tool_results()] == [True, True, True]
 
     assert report.counts["threads.reflected"] == 1 and report.counts["model_calls"] == 2
     assert report.counts["memories.add"] == 1 and report.counts["memories.update"] == 1
@@ -254,7 +241,7 @@ def test_a_bad_tool_call_touches_nothing(fake, pool, store, threads, usage, kind
 
     (outcome,) = report.threads
     assert outcome.refused == len(calls) and not outcome.changes
-    results = tool_results(fake.requests_for(kind)[-1])
+    results = fake.requests_for(kind)[-1].tool_results()
     assert len(results) == len(calls) and not any(r["ok"] for r in results)
     assert store.get(victim, theirs.id) == theirs
     assert [e.op for e in store.history(victim, theirs.id)] == ["ADD"]

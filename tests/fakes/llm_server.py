@@ -168,6 +168,21 @@ class RecordedRequest:
     def stream(self) -> bool:
         return bool(self.body.get("stream")) if isinstance(self.body, dict) else False
 
+    def tool_results(self) -> list[Any]:
+        """The tool results the SDK sent back, parsed, in either provider's format."""
+        out = []
+        for message in self.body["messages"]:
+            if self.provider == "openai":
+                if message["role"] == "tool":
+                    out.append(json.loads(message["content"]))
+            elif isinstance(message["content"], list):
+                out += [
+                    json.loads(b["content"])
+                    for b in message["content"]
+                    if b["type"] == "tool_result"
+                ]
+        return out
+
 
 def _provider_for(path: str) -> str | None:
     path = path.split("?", 1)[0].rstrip("/")
