@@ -23,6 +23,7 @@ from bench.store_bench import Latency, _latency, random_unit_vectors
 from services.config import Settings
 from services.db import open_pool
 from services.embeddings import LocalEmbedder
+from services.memories import sql
 from services.memories.store import MemoryStore
 from services.pgwire import vector_binary
 
@@ -65,12 +66,7 @@ def measure(pool, queries: int) -> dict[str, Latency]:  # noqa: ANN001 - a servi
         start = time.perf_counter()
         pool.read("SELECT %s::int", [i], users[i % 50])
         trivial.append((time.perf_counter() - start) * 1000)
-    with pool.transaction() as tx:
-        statement = next(
-            row[0]
-            for row in tx.execute("SELECT statement FROM pg_prepared_statements")
-            if "FULL OUTER JOIN lex" in row[0]
-        )
+    statement = sql.search(approximate=False)  # what the store runs for a per-user search
     server: list[float] = []
     for i in range(min(queries, 300)):
         user = users[i % 50]
