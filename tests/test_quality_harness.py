@@ -337,3 +337,12 @@ def test_offline_fallback_is_not_graded(pool, cached, fake_llm):
             locomo.evaluate(pool, cached, [sample], ablations=False, llm=build_router(settings))
     finally:
         fake_llm.fail_always("anthropic", None)
+
+
+def test_set_overrides_one_constant_of_the_pipeline_and_refuses_unknown_ones():
+    tuned = locomo.config_with(["session_weight=0.2", "strip_names=false", "rrf_k=30"])
+    assert (tuned.session_weight, tuned.strip_names, tuned.rrf_k) == (0.2, False, 30)
+    assert locomo.config_with([]) == locomo.OURS
+    for bad in ("bogus=1", "rrf_k", "rrf_k="):
+        with pytest.raises(ValueError):
+            locomo.config_with([bad])

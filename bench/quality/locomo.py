@@ -43,6 +43,7 @@ computed once per distinct text per run (``--embedding-cache FILE`` keeps them a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import hashlib
 import json
@@ -318,15 +319,31 @@ class Baselines:
 BASELINES = ("e5", "bm25", "e5+bm25")
 PRODUCT = "ours"
 OURS = retrieval.RetrievalConfig()
-ABLATIONS: dict[str, retrieval.RetrievalConfig] = {
-    "ours-names": replace(OURS, strip_names=False, speaker_bonus=0.0),
-    "ours-scope": replace(OURS, speaker_scope_weight=0.0),
-    "ours-reply": replace(OURS, reply_weight=0.0, question_factor=1.0),
-    "ours-rrf": replace(
-        OURS, strip_names=False, rewrite_query=False, speaker_bonus=0.0,
-        speaker_scope_weight=0.0, reply_weight=0.0, question_factor=1.0,
-    ),
-}  # fmt: skip
+
+
+def ablations_of(ours: retrieval.RetrievalConfig) -> dict[str, retrieval.RetrievalConfig]:
+    return {
+        "ours-names": replace(ours, strip_names=False, speaker_bonus=0.0),
+        "ours-scope": replace(ours, speaker_scope_weight=0.0),
+        "ours-reply": replace(ours, reply_weight=0.0, question_factor=1.0),
+        "ours-rrf": replace(
+            ours, strip_names=False, rewrite_query=False, speaker_bonus=0.0,
+            speaker_scope_weight=0.0, reply_weight=0.0, question_factor=1.0,
+        ),
+    }  # fmt: skip
+
+
+def config_with(settings: Sequence[str]) -> retrieval.RetrievalConfig:
+    """The pipeline's defaults with ``NAME=VALUE`` overrides (how its constants are tuned)."""
+    fields = {f.name: type(getattr(OURS, f.name)) for f in dataclasses.fields(OURS)}
+    changes: dict[str, Any] = {}
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        if name not in fields or not value:
+            raise ValueError(f"{setting!r}: expected NAME=VALUE, NAME one of {sorted(fields)}")
+        kind = fields[name]
+        changes[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return replace(OURS, **changes)
 
 
 # ---- the product path -----------------------------------------------------------------------
@@ -446,6 +463,7 @@ def evaluate(
     llm_limit: int | None = None,
     run_id: str | None = None,
     progress: Callable[[str], None] | None = None,
+    ours: retrieval.RetrievalConfig = OURS,
 ) -> dict[str, Any]:
     """Load every sample through the product, ask every question of every method; the
     report as a dict. ``llm`` is a router (anything with ``complete(ChatRequest)``); None
@@ -457,7 +475,7 @@ def evaluate(
     users: list[str] = []
     results: list[QuestionResult] = []
     loads: dict[str, dict[str, Any]] = {}
-    configs = {PRODUCT: OURS, **(ABLATIONS if ablations else {})}
+    configs = {PRODUCT: ours, **(ablations_of(ours) if ablations else {})}
     answered = 0
     started = time.perf_counter()
     try:
@@ -894,6 +912,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--llm-limit", type=int, default=None, help="answer at most N questions")
     parser.add_argument("--embedding-cache", default=None, help=".npz file to reuse embeddings")
     parser.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+        help="override a RetrievalConfig constant for the 'ours' rows (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
         "--http", default=None, metavar="URL", help="measure a running service instead"
     )
     parser.add_argument(
@@ -901,8 +923,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="key for --http (default: $MEMORY_AGENT_API_KEY)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    try:
+        ours = config_with(args.settings)
+    except ValueError as error:
+        parser.error(str(error))
 
     samples = load_samples(args.file)[: args.limit_samples]
+    if args.http and args.settings:
+        parser.error("--set changes the in-process pipeline; a service reads its own settings")
     if args.http:
         if not args.api_key:
             parser.error("--http needs --api-key or MEMORY_AGENT_API_KEY")
@@ -953,6 +981,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             answer_k=args.answer_k,
             llm_limit=args.llm_limit,
             progress=lambda line: print(line, flush=True),
+            ours=ours,
         )
     finally:
         pool.close()
