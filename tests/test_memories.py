@@ -260,6 +260,35 @@ def test_search_of_one_user_uses_the_user_index_not_a_scan(store, pool):
     assert "Seq Scan" not in plan, plan
 
 
+def test_a_conversation_turns_vector_is_stored_in_its_row_not_in_toast(store, pool, embedder):
+    # A turn of ~170 characters with its metadata and tsvector is a 2.2 KB row: over the
+    # 2 KB at which PostgreSQL would move the (EXTERNAL) vector out to the TOAST table,
+    # making every ranking read one TOAST lookup per memory.
+    user = unique_user()
+    turn = (
+        "Caroline: I went to the LGBTQ support group yesterday and it was so powerful. "
+        "The stories people shared about their transitions really inspired me to keep going!"
+    )
+    long_note = "A long note about the garden. " * 120  # 3,600 characters: content moves first
+    for n, content in enumerate([turn, long_note]):
+        store.upsert(
+            user,
+            content,
+            kind="episode",
+            metadata={"speaker": "Caroline", "session": "s1", "position": n, "dia_id": "D1:3"},
+        )
+    embed_all(pool, embedder)
+    with pool.transaction() as tx:
+        rows = tx.execute(
+            "SELECT pg_column_size(m.*), pg_column_toast_chunk_id(m.embedding) IS NULL "
+            "FROM memories m WHERE m.user_id = %s ORDER BY length(m.content)",
+            [user],
+        )
+    row_bytes, inline = rows[0]
+    assert row_bytes > 2032, "the turn must be large enough that a default table toasts it"
+    assert [inline for _, inline in rows] == [True, True]
+
+
 def test_a_wrong_dimension_vector_rejects_the_whole_batch(store, embedder):
     user = unique_user()
     good = NewMemory("fine", embedding=[0.1] * embedder.dim)

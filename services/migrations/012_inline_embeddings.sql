@@ -1,0 +1,11 @@
+-- Keep each memory's embedding in its row. pgvector stores vectors EXTERNAL, so PostgreSQL
+-- moves a vector out to the TOAST table as soon as the whole row passes ~2 KB, and a
+-- 384-d vector alone is 1.5 KB: a conversation turn of ~170 characters, with its tsvector
+-- and metadata, is 2.2 KB, so nearly every episode's vector lived in TOAST. Ranking a
+-- user's memories then made a TOAST index lookup and a heap read per memory, scattered in
+-- write order, which the per-user clustering cannot bring together: 6 ms of server time to
+-- rank 419 LoCoMo turns, 3.5 ms with the vectors inline (docs/BENCHMARKS.md). With a 4 KB
+-- target, rows up to 4 KB stay whole; in a longer one the largest text (the content) is
+-- compressed or moved out first, the vector last. Applies to rows written from now on;
+-- the CLUSTER / pg_repack rewrite in docs/DEPLOY.md brings older rows inline too.
+ALTER TABLE memories SET (toast_tuple_target = 4096);
