@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +43,7 @@ class ChatMessage:
     created_at: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        return json.dumps(vars(self), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ChatMessage:
@@ -104,9 +104,7 @@ class ThreadStore:
             check_message(message, f"messages[{index}]")
         with self.pool.transaction(user_id) as tx:
             start = self._claim(tx, user_id, thread_id, len(messages), title)
-            stored = [
-                ChatMessage(**{**asdict(m), "seq": start + i}) for i, m in enumerate(messages)
-            ]
+            stored = [replace(m, seq=start + i) for i, m in enumerate(messages)]
             created = tx.execute(
                 """
                 INSERT INTO messages (thread_id, seq, user_id, role, content, tool_calls,
@@ -132,7 +130,7 @@ class ThreadStore:
                 ],
             )
         times = {seq: created_at.isoformat() for seq, created_at in created}
-        stored = [ChatMessage(**{**asdict(m), "created_at": times[m.seq]}) for m in stored]
+        stored = [replace(m, created_at=times[m.seq]) for m in stored]
         self._cache_append(user_id, thread_id, stored)
         return thread_id, stored
 
