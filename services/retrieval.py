@@ -261,20 +261,22 @@ def rerank(
             score *= 1 + config.speaker_bonus
         base[memory_id] = score
     final = dict(base)
-    slots = {_slot(c): memory_id for memory_id, c in by_id.items() if _slot(c)}
+    questions = {i for i, c in by_id.items() if is_question(c.memory.content)}
+    slot_of = {memory_id: _slot(c) for memory_id, c in by_id.items()}
+    slots = {slot: memory_id for memory_id, slot in slot_of.items() if slot}
     if config.reply_weight:
         for memory_id, c in by_id.items():
-            slot = _slot(c)
+            slot = slot_of[memory_id]
             if slot is None:
                 continue
             asked = slots.get((slot[0], slot[1] - 1))
             if asked is None or _speaker(by_id[asked]) == _speaker(c):
                 continue
-            if is_question(by_id[asked].memory.content):
+            if asked in questions:
                 final[memory_id] += config.reply_weight * base[asked]
     if config.neighbour_weight:
-        for memory_id, c in by_id.items():
-            slot = _slot(c)
+        for memory_id in by_id:
+            slot = slot_of[memory_id]
             if slot is None:
                 continue
             around = [
@@ -285,13 +287,12 @@ def rerank(
             if around:
                 final[memory_id] += config.neighbour_weight * max(around)
     if config.question_factor != 1.0:
-        for memory_id, c in by_id.items():
-            if is_question(c.memory.content):
-                final[memory_id] -= (1 - config.question_factor) * base[memory_id]
+        for memory_id in questions:
+            final[memory_id] -= (1 - config.question_factor) * base[memory_id]
     scoped = any(c.scoped_rank is not None for c in candidates)
     ideal = ideal_score(config, named, scoped)
     if config.session_weight and by_id:
-        final = _boost_matching_sessions(final, by_id, config)
+        final = _boost_matching_sessions(final, slot_of, config)
         ideal *= 1 + config.session_weight
     ordered = sorted(
         by_id,
@@ -315,12 +316,17 @@ def rerank(
 
 
 def _boost_matching_sessions(
-    final: dict[str, float], by_id: dict[str, RankedMemory], config: RetrievalConfig
+    final: dict[str, float],
+    slot_of: dict[str, tuple[str, int] | None],
+    config: RetrievalConfig,
 ) -> dict[str, float]:
     """Each memory gains ``session_weight`` x the top score x its session's match relative
     to the best session's. A memory outside a conversation is a session of its own, so
     facts are neither lifted nor sunk beside turns."""
-    session_of = {memory_id: _session_key(memory_id, c) for memory_id, c in by_id.items()}
+    session_of = {
+        memory_id: f"session:{slot[0]}" if slot is not None else f"memory:{memory_id}"
+        for memory_id, slot in slot_of.items()
+    }
     session_scores: dict[str, list[float]] = {}
     for memory_id, session in session_of.items():
         session_scores.setdefault(session, []).append(final[memory_id])
@@ -335,11 +341,6 @@ def _boost_matching_sessions(
         memory_id: score + config.session_weight * top * match[session_of[memory_id]] / best_match
         for memory_id, score in final.items()
     }
-
-
-def _session_key(memory_id: str, c: RankedMemory) -> str:
-    slot = _slot(c)
-    return f"session:{slot[0]}" if slot is not None else f"memory:{memory_id}"
 
 
 def _speaker(c: RankedMemory) -> object:
