@@ -66,6 +66,9 @@ def test_ctrl_c_during_a_load_test_leaves_no_process_or_directory_behind(tmp_pat
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and a
+        # Python started so keeps ignoring it; a supervisor's child would not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         # Everything is up once gunicorn runs: the database, the fake model, the server.
