@@ -216,6 +216,14 @@ def test_facts_and_episodes_are_searched_together_or_apart(store, pool, embedder
     assert [h.memory.kind for h in only] == ["fact"]
 
 
+def test_a_metadata_filter_narrows_every_ranking(store, loaded):
+    query = "What is the name of Anna's dog?"
+    assert top(store, loaded, query, limit=1) == [FACTS[0]]
+    bens = retrieval.retrieve(store, loaded, query, limit=20, metadata_filter={"speaker": "Ben"})
+    assert bens.hits and {h.memory.metadata["speaker"] for h in bens.hits} == {"Ben"}
+    assert top(store, loaded, query, metadata_filter={"speaker": "Nobody"}) == []
+
+
 def test_the_query_is_found_by_words_when_the_embedder_is_down(store, loaded):
     from services.embeddings import EmbeddingError
     from services.memories.store import MemoryStore

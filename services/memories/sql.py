@@ -144,7 +144,9 @@ COUNT_UP_TO = (
 # rows materialised first through the (user_id, namespace) btree and ranked exactly, so the
 # planner can never turn a per-user query into a global HNSW scan with the user as a
 # post-filter.
-_QUERY = f"q AS (SELECT %s::vector AS v, to_tsquery('{_CONFIG}', %s) AS t)"
+# MATERIALIZED: computed once, never inlined into a per-row expression (a generic plan
+# would otherwise run to_tsquery on every row of the user's).
+_QUERY = f"q AS MATERIALIZED (SELECT %s::vector AS v, to_tsquery('{_CONFIG}', %s) AS t)"
 
 
 def _mine(columns: str) -> str:
@@ -216,44 +218,54 @@ def search(approximate: bool) -> str:
 
 
 RANK_ROW = MEMORY + {
-    "vector_rank": "vec.rank",
-    "lexical_rank": "lex.rank",
-    "scoped_rank": "scoped.rank",
-    "similarity": "1 - COALESCE(vec.distance, scoped.distance)",
+    "vector_rank": "pool.vector_rank",
+    "lexical_rank": "pool.lexical_rank",
+    "scoped_rank": "pool.scoped_rank",
+    "similarity": "1 - pool.distance",
 }
 # The pipeline's candidates: each ranking is cut at its own top N before the union, so the
-# pool never depends on the caller's limit; ties inside a ranking break on id.
+# pool never depends on the caller's limit; ties inside a ranking break on id. The user's
+# rows are read once and reduced to what the rankings sort on (a distance, a text relevance,
+# whether the scope matches), so neither vectors nor tsvectors are copied into the CTE and
+# each is read once; whole rows are fetched only for the pool.
 RANK = f"""
     WITH {_QUERY},
-    {_mine("m.id, m.embedding, m.tsv, m.metadata")},
+    mine AS MATERIALIZED (
+        SELECT m.id, m.embedding <=> q.v AS distance,
+            CASE WHEN m.tsv @@ q.t THEN ts_rank_cd(m.tsv, q.t) END AS relevance,
+            COALESCE(m.metadata @> %s::jsonb, false) AS in_scope
+        FROM memories m, q WHERE {SCOPE} AND {ALIVE}
+    ),
     vec AS (
         SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM (
-            SELECT mine.id, mine.embedding <=> q.v AS distance FROM mine, q
-            WHERE mine.embedding IS NOT NULL AND q.v IS NOT NULL
-            ORDER BY distance, mine.id LIMIT %s
+            SELECT id, distance FROM mine WHERE distance IS NOT NULL
+            ORDER BY distance, id LIMIT %s
         ) AS nearest
     ),
     scoped AS (
         SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM (
-            SELECT mine.id, mine.embedding <=> q.v AS distance FROM mine, q
-            WHERE %s::jsonb IS NOT NULL AND mine.metadata @> %s::jsonb
-              AND mine.embedding IS NOT NULL AND q.v IS NOT NULL
-            ORDER BY distance, mine.id LIMIT %s
+            SELECT id, distance FROM mine WHERE in_scope AND distance IS NOT NULL
+            ORDER BY distance, id LIMIT %s
         ) AS nearest
     ),
     lex AS (
         SELECT id, row_number() OVER (ORDER BY relevance DESC, id) AS rank FROM (
-            SELECT mine.id, ts_rank_cd(mine.tsv, q.t) AS relevance FROM mine, q
-            WHERE q.t IS NOT NULL AND mine.tsv @@ q.t
-            ORDER BY relevance DESC, mine.id LIMIT %s
+            SELECT id, relevance FROM mine WHERE relevance IS NOT NULL
+            ORDER BY relevance DESC, id LIMIT %s
         ) AS matching
     ),
-    pool AS (SELECT id FROM vec UNION SELECT id FROM lex UNION SELECT id FROM scoped)
+    pool AS (
+        SELECT id, min(vector_rank) AS vector_rank, min(lexical_rank) AS lexical_rank,
+            min(scoped_rank) AS scoped_rank, min(distance) AS distance
+        FROM (
+            SELECT id, rank AS vector_rank, NULL::bigint AS lexical_rank,
+                NULL::bigint AS scoped_rank, distance FROM vec
+            UNION ALL SELECT id, NULL, rank, NULL, NULL FROM lex
+            UNION ALL SELECT id, NULL, NULL, rank, distance FROM scoped
+        ) AS ranked GROUP BY id
+    )
     SELECT {RANK_ROW.sql}
     FROM pool JOIN memories m ON m.id = pool.id
-    LEFT JOIN vec ON vec.id = pool.id
-    LEFT JOIN lex ON lex.id = pool.id
-    LEFT JOIN scoped ON scoped.id = pool.id
 """
 
 # ---- dedup ------------------------------------------------------------------------------

@@ -314,8 +314,9 @@ class MemoryStore:
         if query_vector is not None:
             vector_text = vector_binary(check_vector(query_vector, self.embedder.dim, "query"))
         scope_json = json.dumps(scope) if scope else None
-        params = [vector_text, lexical.query(lexical_text), user_id, namespace, "{}", kind,
-                  kind, candidates, scope_json, scope_json, candidates, candidates]  # fmt: skip
+        params = [vector_text, lexical.query(lexical_text), scope_json, user_id, namespace,
+                  json.dumps(metadata_filter or {}), kind, kind,
+                  candidates, candidates, candidates]  # fmt: skip
         rows = self.pool.read(sql.RANK, params, user_id)
         return [_read_ranked(row) for row in rows]
 
