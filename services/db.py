@@ -131,11 +131,14 @@ class Tx:
 
     def _run(self, sql: str, params: Sequence[Any] | None) -> list[tuple]:
         conn = self.conn
+        begin = None
         if not pgwire.in_transaction(conn) and not conn.autocommit:
-            pgwire.execute_simple(conn, self._begin)
+            begin = self._begin
         if not params:  # sent as written: one round trip, and '%' needs no escaping
+            if begin is not None:
+                pgwire.execute_simple(conn, begin)
             return pgwire.execute_simple(conn, sql)
-        return self._pool.statements(conn).run(sql, params)
+        return self._pool.statements(conn).run(sql, params, begin)
 
 
 def begin_statement(user_id: str | None, read_only: bool = False) -> str:
@@ -162,10 +165,11 @@ class Statements:
         self._limit = limit
         self._prepared: dict[str, pgwire.Prepared] = {}
 
-    def run(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+    def run(self, sql: str, params: Sequence[Any], begin: str | None = None) -> list[tuple]:
+        """Execute ``sql``, after ``begin`` if given (written with it, one round trip)."""
         # With the 'format' paramstyle the values bind in the order given.
         prepared = self._prepared.get(sql) or self._prepare(sql, params)
-        return pgwire.execute_prepared(self._conn, prepared, params)
+        return pgwire.execute_prepared(self._conn, prepared, params, begin, is_connection_lost)
 
     def run_alone(self, begin: str, sql: str, params: Sequence[Any]) -> list[tuple]:
         """``begin``, the statement and COMMIT in one round trip (pgwire.read_alone)."""
@@ -349,7 +353,9 @@ class Pool:
             self._idle.put(conn)
 
     def _rollback_quietly(self, conn: Connection, error: BaseException) -> None:
-        if isinstance(error, Exception) and is_connection_lost(error):
+        # An interrupt (Ctrl-C, a worker's timeout) may come between replies of messages
+        # written together: what the socket still holds is unknown, so the connection goes.
+        if not isinstance(error, Exception) or is_connection_lost(error):
             pgwire.mark_broken(conn)
             return
         try:

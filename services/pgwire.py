@@ -104,14 +104,26 @@ def execute_simple(conn: Connection, sql: str) -> list[tuple]:
     return _rows(conn.execute_simple(sql))
 
 
-def execute_prepared(conn: Connection, prepared: Prepared, params: Sequence[Any]) -> list[tuple]:
-    """Bind and execute ``prepared``: one round trip."""
-    context = _context(prepared)
+def execute_prepared(
+    conn: Connection,
+    prepared: Prepared,
+    params: Sequence[Any],
+    begin: str | None = None,
+    lost: Callable[[BaseException], bool] = lambda error: True,
+) -> list[tuple]:
+    """Bind and execute ``prepared``: one round trip. With ``begin``, the transaction's
+    BEGIN goes in the same write (one round trip instead of two); if it fails, the server
+    refuses the statement after it, since an aborted block runs nothing. Every reply is
+    read, as in ``read_alone``, and the first error is raised."""
+    contexts = [_context(prepared)]
+    if begin is not None:
+        conn.send_QUERY(begin)
+        contexts.insert(0, Context(begin))
     _send_bind_execute(conn, prepared, params)
     _write(conn._sock, SYNC_MSG)
     _flush(conn._sock)
-    conn.handle_messages(context)
-    return _rows(context)
+    _read_replies(conn, contexts, lost)
+    return _rows(contexts[-1])
 
 
 def read_alone(
@@ -132,6 +144,16 @@ def read_alone(
     conn.send_QUERY("COMMIT")
     _flush(conn._sock)
     contexts = [Context(begin), _context(prepared), Context("COMMIT")]
+    _read_replies(conn, contexts, lost)
+    return _rows(contexts[1])
+
+
+def _read_replies(
+    conn: Connection, contexts: Sequence[Context], lost: Callable[[BaseException], bool]
+) -> None:
+    """Read the replies of several messages written together, in order. After an error the
+    rest are still read (the next user of the socket would otherwise get them), unless the
+    connection itself is gone; the first error is raised."""
     first_error: Exception | None = None
     for context in contexts:
         try:
@@ -142,7 +164,6 @@ def read_alone(
                 break
     if first_error is not None:
         raise first_error
-    return _rows(contexts[1])
 
 
 def in_transaction(conn: Connection) -> bool:

@@ -76,3 +76,41 @@ def test_a_read_interrupted_mid_reply_never_hands_its_connection_out_again(singl
         single.read("SELECT %s::int", [1])
     assert single.read("SELECT %s::int", [2]) == [(2,)]  # not the statement's stale reply
     assert backend_pid(single) != pid
+
+
+def test_a_transactions_first_statement_carries_its_begin_and_user(single):
+    sql = "SELECT current_setting('app.user_id', true), pg_current_xact_id()::text || %s"
+    with single.transaction("user-a") as tx:
+        first, second = tx.one(sql, [""]), tx.one(sql, [""])
+    assert first[0] == "user-a"
+    assert first == second  # one transaction, its id the same for both statements
+    with single.transaction() as tx:  # the setting was the transaction's own
+        assert tx.one(sql, [""])[0] in ("", None)
+
+
+def test_a_failing_first_statement_rolls_back_and_leaves_the_connection_usable(single):
+    pid = backend_pid(single)
+    with pytest.raises(DatabaseError) as caught, single.transaction("user-a") as tx:
+        tx.execute("SELECT 1 / %s", [0])
+    assert caught.value.args[0]["C"] == "22012"
+    with single.transaction() as tx:
+        assert tx.value("SELECT %s::int + 1", [1]) == 2
+    assert backend_pid(single) == pid
+
+
+def test_a_transaction_interrupted_mid_reply_never_hands_its_connection_out_again(single):
+    pid = backend_pid(single)
+    with single.connection() as conn:
+        real = conn.handle_messages
+
+        def interrupted(context):  # Ctrl-C after BEGIN's reply, before the statement's
+            conn.handle_messages = real
+            real(context)
+            raise KeyboardInterrupt
+
+        conn.handle_messages = interrupted
+    with pytest.raises(KeyboardInterrupt), single.transaction("user-a") as tx:
+        tx.execute("SELECT %s::int", [1])
+    with single.transaction() as tx:
+        assert tx.value("SELECT %s::int", [2]) == 2  # not the statement's stale reply
+    assert backend_pid(single) != pid

@@ -127,6 +127,27 @@ def test_a_failed_statement_in_a_read_alone_reads_every_reply(conn):
     assert pgwire.execute_simple(conn, "SELECT 'next'") == [("next",)]  # nothing left unread
 
 
+def test_a_statement_carrying_its_begin_is_one_round_trip_inside_the_transaction(counted):
+    conn, counter = counted
+    prepared = pgwire.prepare(conn, "SELECT current_setting('app.user_id', true), %s::int", [0])
+    counter.flushes = 0
+    begin = "BEGIN; SELECT set_config('app.user_id', 'u1', true)"
+    assert pgwire.execute_prepared(conn, prepared, [7], begin) == [("u1", 7)]
+    assert counter.flushes == 1
+    assert pgwire.in_transaction(conn) is True  # the caller commits
+    pgwire.execute_simple(conn, "ROLLBACK")
+
+
+def test_a_failed_begin_stops_the_statement_written_after_it(conn):
+    pgwire.execute_simple(conn, "CREATE TEMP TABLE carried (n int)")
+    prepared = pgwire.prepare(conn, "INSERT INTO carried VALUES (%s) RETURNING n", [0])
+    with pytest.raises(pgwire.DatabaseError) as caught:
+        pgwire.execute_prepared(conn, prepared, [1], "BEGIN; SELECT 1 / 0", is_connection_lost)
+    assert caught.value.args[0]["C"] == "22012"  # the BEGIN's error, not the insert's
+    pgwire.execute_simple(conn, "ROLLBACK")
+    assert pgwire.execute_simple(conn, "SELECT count(*) FROM carried") == [(0,)]
+
+
 def test_a_binary_vector_arrives_exactly_and_mixes_with_text_and_null(conn):
     pgwire.execute_simple(conn, "CREATE EXTENSION IF NOT EXISTS vector")
     rng = np.random.default_rng(3)
