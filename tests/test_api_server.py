@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -102,6 +103,44 @@ def test_chat_streams_text_as_it_is_generated(server, secret, llm):
     final = events[-1][2]
     assert final["text"] == "one two three four five six"
     assert set(final["latency"]) >= {"retrieval_ms", "first_token_ms", "persistence_ms"}
+
+
+def long_query(seed: int) -> str:
+    """About 1,000 characters of words no other query has: a fresh embedding, not a cached one."""
+    return " ".join(f"topic{seed}x{n} garden" for n in range(60))[:1000]
+
+
+def timed_get(url: str, secret: str) -> float:
+    started = time.monotonic()
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {secret}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 200
+        response.read()
+    return time.monotonic() - started
+
+
+def test_a_query_being_embedded_does_not_hold_up_other_requests(server, secret):
+    """The local model runs on an OS thread of its own. Under the gevent worker a thread
+    started the usual way is a greenlet, and the model's C code would stop every other
+    request while it embeds; here /healthz answers quickly through three embeddings."""
+    search = f"{server}/v1/memories/search?q="
+    timed_get(search + urllib.parse.quote(long_query(0)), secret)  # model loaded, warm
+    one_search = timed_get(search + urllib.parse.quote(long_query(1)), secret)
+    searches = [
+        threading.Thread(
+            target=timed_get, args=(search + urllib.parse.quote(long_query(n)), secret)
+        )
+        for n in (2, 3, 4)
+    ]
+    for thread in searches:
+        thread.start()
+    pings: list[float] = []
+    while any(thread.is_alive() for thread in searches):
+        pings.append(timed_get(f"{server}/healthz", secret))
+    for thread in searches:
+        thread.join()
+    assert len(pings) >= 3, (one_search, pings)
+    assert max(pings) < one_search / 2, (one_search, pings)
 
 
 def test_openai_client_gets_memory_backed_answers(server, secret, llm):

@@ -1,8 +1,9 @@
 """What gunicorn answers itself, before the app sees a request, over raw sockets against a
-real gunicorn started from gunicorn.conf.py: a malformed request line, a 10,000-character
-header, an invalid header character. Each is the app's JSON error shape, not gunicorn's
-HTML page. Plus what only a real server shows: a body past MAX_BODY_BYTES gets a JSON 413
-(chunked too), a malformed chunk a JSON 400, and a stream never starts on invalid JSON."""
+real gunicorn started from gunicorn.conf.py, under each worker class: a malformed request
+line, a 10,000-character header, an invalid header character. Each is the app's JSON
+error shape, not gunicorn's HTML page. Plus what only a real server shows: a body past
+MAX_BODY_BYTES gets a JSON 413 (chunked too), a malformed chunk a JSON 400, and a stream
+never starts on invalid JSON."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from tests.processes import Gunicorn
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture(scope="module")
-def server(database_url, pool):
+@pytest.fixture(scope="module", params=["gevent", "gthread"])
+def server(request, database_url, pool):
     gunicorn = Gunicorn(
         {
+            "GUNICORN_WORKER": request.param,
             "DATABASE_URL": database_url,
             "EMBED_IN_PROCESS": "false",
             "LLM_PROVIDERS": "",
