@@ -10,16 +10,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import Any, Protocol
 
 import numpy as np
 
 from services.config import Settings
+from services.greenlets import one_os_thread
 
 LOCAL_MODEL = "multilingual-e5-small"
 OPENAI_MODEL = "text-embedding-3-small"
@@ -127,19 +127,6 @@ class LocalEmbedder:
                 self._runner = one_os_thread("embedder")
                 self._runner_pid = os.getpid()
             return self._runner
-
-
-def one_os_thread(name: str) -> Executor:
-    """An executor of one operating-system thread. Under gevent's monkey-patching (the
-    gevent worker) a ``threading.Thread`` is a greenlet: the model's C code, which releases
-    the GIL, would then stop every other request for the length of a call. gevent's own
-    executor runs on a real thread, and waiting for its result lets other greenlets run."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("threading"):
-        from gevent.threadpool import ThreadPoolExecutor as NativeThreadPoolExecutor
-
-        return NativeThreadPoolExecutor(1)
-    return ThreadPoolExecutor(1, thread_name_prefix=name)
 
 
 class OpenAIEmbedder:

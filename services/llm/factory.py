@@ -9,19 +9,24 @@ its end-of-life date.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
 from services.config import Settings, csv
+from services.greenlets import one_os_thread
 
 from .offline import OfflineProvider
 from .router import BreakerPolicy, RetryPolicy, Router
 from .types import ChatProvider, ChatRequest, StreamEvent
 
 log = logging.getLogger(__name__)
+
+# What makes building the router slow: the SDKs they import.
+PROVIDER_MODULES = ("services.llm.anthropic_provider", "services.llm.openai_provider")
 
 
 def build_providers(settings: Settings) -> list[ChatProvider]:
@@ -102,8 +107,11 @@ class WarmingRouter:
     A turn that arrives before the router is ready waits for it.
     """
 
-    def __init__(self, build: Callable[[], Router]) -> None:
+    def __init__(
+        self, build: Callable[[], Router], modules: Sequence[str] = PROVIDER_MODULES
+    ) -> None:
         self._build = build
+        self._modules = modules
         self._ready = threading.Event()
         self._router: Router | None = None
         self._error: BaseException | None = None
@@ -111,6 +119,11 @@ class WarmingRouter:
 
     def _warm(self) -> None:
         try:
+            # On an OS thread: under the gevent worker this thread is a greenlet, and
+            # seconds of imports would hold every request (the readiness probe too).
+            importer = one_os_thread("sdk-import")
+            importer.submit(_import_all, self._modules).result()
+            importer.shutdown(wait=False)
             self._router = self._build()
         except BaseException as error:  # surfaced to the first caller
             self._error = error
@@ -129,3 +142,8 @@ class WarmingRouter:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.router(), name)
+
+
+def _import_all(modules: Sequence[str]) -> None:
+    for name in modules:
+        importlib.import_module(name)
