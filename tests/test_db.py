@@ -61,17 +61,22 @@ def test_a_dead_connection_is_replaced_and_the_read_retried(single, pool):
     assert backend_pid(single) != pid
 
 
-def test_a_read_interrupted_mid_reply_never_hands_its_connection_out_again(single):
-    pid = backend_pid(single)
-    with single.connection() as conn:  # the pool's only connection
+def interrupt_after_the_first_reply(single) -> None:
+    """Ctrl-C on the pool's only connection after BEGIN's reply, before the statement's."""
+    with single.connection() as conn:
         real = conn.handle_messages
 
-        def interrupted(context):  # Ctrl-C after BEGIN's reply, before the statement's
+        def interrupted(context):
             conn.handle_messages = real
             real(context)
             raise KeyboardInterrupt
 
         conn.handle_messages = interrupted
+
+
+def test_a_read_interrupted_mid_reply_never_hands_its_connection_out_again(single):
+    pid = backend_pid(single)
+    interrupt_after_the_first_reply(single)
     with pytest.raises(KeyboardInterrupt):
         single.read("SELECT %s::int", [1])
     assert single.read("SELECT %s::int", [2]) == [(2,)]  # not the statement's stale reply
@@ -100,15 +105,7 @@ def test_a_failing_first_statement_rolls_back_and_leaves_the_connection_usable(s
 
 def test_a_transaction_interrupted_mid_reply_never_hands_its_connection_out_again(single):
     pid = backend_pid(single)
-    with single.connection() as conn:
-        real = conn.handle_messages
-
-        def interrupted(context):  # Ctrl-C after BEGIN's reply, before the statement's
-            conn.handle_messages = real
-            real(context)
-            raise KeyboardInterrupt
-
-        conn.handle_messages = interrupted
+    interrupt_after_the_first_reply(single)
     with pytest.raises(KeyboardInterrupt), single.transaction("user-a") as tx:
         tx.execute("SELECT %s::int", [1])
     with single.transaction() as tx:
