@@ -76,12 +76,12 @@ class JsonErrorWorker(_JsonErrors, ThreadWorker):
 class JsonErrorGeventWorker(_JsonErrors, GeventWorker):
     """gevent: a greenlet per request in flight. An open stream mostly waits on the model's
     socket; a greenlet switch there is cheaper than handing the GIL between up to 80 OS
-    threads (measured in docs/BENCHMARKS.md, "CPU per chat turn")."""
+    threads (docs/BENCHMARKS.md, "Worker class")."""
 
     def patch(self) -> None:
         super().patch()
-        # gRPC's own threads and completion queue (Pub/Sub, Secret Manager) block the hub
-        # unless gRPC is told it runs under gevent, after the patching and before any
+        # gRPC (Pub/Sub, Secret Manager) runs threads and a completion queue of its own;
+        # its documented gevent support is switched on after the patching and before any
         # channel exists.
         import grpc.experimental.gevent
 
